@@ -1,0 +1,90 @@
+"""The one piece of ambient state: which flow or task run the current code is running in."""
+
+from __future__ import annotations
+
+import threading
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Union
+
+if TYPE_CHECKING:
+    from nbflow._flows import Flow
+    from nbflow._runs import FlowRun, TaskRun
+    from nbflow._runtime import Runtime
+    from nbflow._tasks import Task
+    from nbflow.task_runners import TaskRunner
+
+__all__ = ["FlowRunContext", "TaskRunContext", "RootContext", "current", "flow_context"]
+
+
+class RootContext:
+    """No run, but a chosen runtime: ``with use_runtime(rt):`` outside any flow."""
+
+    __slots__ = ("runtime",)
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+
+class FlowRunContext:
+    """Everything code inside one flow run needs: its runtime, run record and task runner."""
+
+    __slots__ = (
+        "runtime", "flow", "flow_run", "task_runner", "log_prints", "parent",
+        "_name_counts", "_lock", "result_owners",
+    )
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        flow: Flow,
+        flow_run: FlowRun,
+        task_runner: TaskRunner,
+        log_prints: bool,
+        parent: FlowRunContext | TaskRunContext | None,
+    ) -> None:
+        self.runtime = runtime
+        self.flow = flow
+        self.flow_run = flow_run
+        self.task_runner = task_runner
+        self.log_prints = log_prints
+        self.parent = parent
+        self._name_counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+        # id(result object) -> (task run id, the object). Holding the object keeps its id unique,
+        # so passing a task's returned value into another task can be recorded as a graph edge.
+        self.result_owners: dict[int, tuple[str, Any]] = {}
+
+    def next_task_run_name(self, task_name: str) -> str:
+        """``fetch``, then ``fetch-2``, ``fetch-3``: a suffix only for later runs in this flow run."""
+        with self._lock:
+            count = self._name_counts.get(task_name, 0) + 1
+            self._name_counts[task_name] = count
+        return task_name if count == 1 else f"{task_name}-{count}"
+
+
+class TaskRunContext:
+    """Code inside a task run: its task, run record, and the flow run it belongs to."""
+
+    __slots__ = ("runtime", "task", "task_run", "flow_context", "log_prints")
+
+    def __init__(self, flow_context: FlowRunContext, task: Task, task_run: TaskRun, log_prints: bool) -> None:
+        self.runtime = flow_context.runtime
+        self.flow_context = flow_context
+        self.task = task
+        self.task_run = task_run
+        self.log_prints = log_prints
+
+
+AnyContext = Union[RootContext, FlowRunContext, TaskRunContext]
+
+current: ContextVar[AnyContext | None] = ContextVar("nbflow_current_run", default=None)
+
+
+def flow_context() -> FlowRunContext | None:
+    """The flow run the caller is in (also from inside one of its tasks), or None."""
+    ctx = current.get()
+    if ctx is None or ctx.__class__ is RootContext:
+        return None
+    if ctx.__class__ is TaskRunContext:
+        return ctx.flow_context  # type: ignore[union-attr]
+    return ctx  # type: ignore[return-value]

@@ -1,0 +1,97 @@
+"""Run events and the bus that carries them from the engine to its subscribers.
+
+The engine only emits; the console logger, the run store, the result cache writer and the widget
+monitor subscribe. Subscribers run synchronously in the emitting thread, so they must be quick:
+anything slow (disk, network, widget messages) is queued and done elsewhere.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Union
+
+from nbflow._runs import FlowRun, TaskRun
+from nbflow._states import State
+
+__all__ = ["RunCreated", "StateChanged", "LogEmitted", "EdgeAdded", "Event", "EventBus", "Subscriber"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunCreated:
+    """A flow or task run exists. ``run`` is live: read what you need now, it changes later."""
+
+    run: FlowRun | TaskRun
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    """``run`` entered ``state`` (already set on ``run.state``). ``state`` itself never changes."""
+
+    run: FlowRun | TaskRun
+    state: State
+
+
+@dataclass(frozen=True, slots=True)
+class LogEmitted:
+    """A log line of a run (engine lines, ``get_run_logger()`` and ``log_prints`` alike)."""
+
+    run: FlowRun | TaskRun
+    level: int
+    message: str
+    timestamp: float
+    logger: str
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeAdded:
+    """Task run ``downstream_id`` consumes the result of task run ``upstream_id`` (same flow run)."""
+
+    flow_run_id: str
+    upstream_id: str
+    downstream_id: str
+
+
+Event = Union[RunCreated, StateChanged, LogEmitted, EdgeAdded]
+Subscriber = Callable[[Event], None]
+
+
+class EventBus:
+    """Fan-out of run events to subscribers, safe to use from many threads.
+
+    The subscriber list is replaced, never mutated, so ``emit`` takes no lock. A subscriber that
+    raises is reported once on stderr and never breaks the run that emitted.
+    """
+
+    __slots__ = ("_subscribers", "_lock", "_reported")
+
+    def __init__(self, subscribers: tuple[Subscriber, ...] = ()) -> None:
+        self._subscribers: tuple[Subscriber, ...] = tuple(subscribers)
+        self._lock = threading.Lock()
+        self._reported: set[int] = set()
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Add ``subscriber``; returns a function that removes it again."""
+        with self._lock:
+            self._subscribers = (*self._subscribers, subscriber)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._subscribers = tuple(s for s in self._subscribers if s is not subscriber)
+
+        return unsubscribe
+
+    @property
+    def subscribers(self) -> tuple[Subscriber, ...]:
+        return self._subscribers
+
+    def emit(self, event: Event) -> None:
+        for subscriber in self._subscribers:
+            try:
+                subscriber(event)
+            except Exception as exc:  # a broken subscriber must not change any run's outcome
+                if id(subscriber) not in self._reported:
+                    self._reported.add(id(subscriber))
+                    print(f"nbflow: run event subscriber {subscriber!r} failed: {exc!r}", file=sys.stderr)

@@ -1,0 +1,175 @@
+"""Run logging: ``get_run_logger()``, engine log lines, ``log_prints``, and the console subscriber.
+
+Every log line of a run becomes a ``LogEmitted`` event; the console prints them, the store keeps them.
+User lines go through the standard ``logging`` module (so handlers and filters work); engine lines
+skip it, because they are on the hot path of every task.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import sys
+import threading
+import time
+from typing import IO, Any, Callable
+
+from nbflow._context import RootContext, TaskRunContext, current
+from nbflow._events import Event, EventBus, LogEmitted
+from nbflow._runs import FlowRun, TaskRun
+from nbflow.exceptions import MissingContextError
+
+__all__ = ["get_run_logger", "log", "ConsoleLogger", "format_line", "print_redirect"]
+
+_LOGGER = logging.getLogger("nbflow")
+_LOGGER.propagate = False  # the console subscriber prints run lines; don't print them twice
+
+
+class _BusHandler(logging.Handler):
+    """Turns records of run loggers into ``LogEmitted`` events on the run's bus."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        run = getattr(record, "nbflow_run", None)
+        bus = getattr(record, "nbflow_bus", None)
+        if run is None or bus is None:
+            return
+        message = record.getMessage()
+        if record.exc_info:
+            message = f"{message}\n{logging.Formatter().formatException(record.exc_info)}"
+        bus.emit(LogEmitted(run, record.levelno, message, record.created, record.name))
+
+
+_LOGGER.addHandler(_BusHandler())
+
+
+class RunLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """A logger bound to one run: ``logger.info("...")`` lands in that run's log."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        kwargs["extra"] = {**(kwargs.get("extra") or {}), **self.extra}  # type: ignore[dict-item]
+        return msg, kwargs
+
+
+def get_run_logger() -> RunLogger:
+    """The logger of the flow or task run the caller is in.
+
+    >>> from nbflow import flow, get_run_logger
+    >>> @flow
+    ... def hello():
+    ...     get_run_logger().info("hi")
+    """
+    ctx = current.get()
+    if ctx is None or ctx.__class__ is RootContext:
+        raise MissingContextError(
+            "get_run_logger() works only inside a flow or task run; use logging.getLogger(...) elsewhere."
+        )
+    if ctx.__class__ is TaskRunContext:
+        run: FlowRun | TaskRun = ctx.task_run  # type: ignore[union-attr]
+        name = "nbflow.task_runs"
+    else:
+        run = ctx.flow_run  # type: ignore[union-attr]
+        name = "nbflow.flow_runs"
+    logger = logging.getLogger(name)
+    logger.setLevel(ctx.runtime.log_level)
+    return RunLogger(logger, {"nbflow_run": run, "nbflow_bus": ctx.runtime.bus})
+
+
+def log(bus: EventBus, run: FlowRun | TaskRun, level: int, message: str, timestamp: float) -> None:
+    """An engine line (``Finished in state ...``): straight onto the bus, without ``logging``."""
+    bus.emit(LogEmitted(run, level, message, timestamp, "nbflow.engine"))
+
+
+# --- console -------------------------------------------------------------------------------
+
+_LEVEL_NAMES = {level: f"{logging.getLevelName(level):<7}" for level in (10, 20, 30, 40, 50)}
+
+
+class _ClockText:
+    """``15:42:01.234`` for a timestamp; the ``HH:MM:SS`` part is reused within a second."""
+
+    __slots__ = ("_second", "_text")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def __call__(self, timestamp: float) -> str:
+        second = int(timestamp)
+        if second != self._second:
+            self._second, self._text = second, time.strftime("%H:%M:%S", time.localtime(second))
+        return f"{self._text}.{int((timestamp - second) * 1000):03d}"
+
+
+def format_line(event: LogEmitted, clock_text: Callable[[float], str] | None = None) -> str:
+    """``15:42:01.234 | INFO    | Flow run 'nimble-falcon' - Finished in state Completed()``."""
+    run = event.run
+    kind = "Task run" if run.__class__ is TaskRun else "Flow run"
+    level = _LEVEL_NAMES.get(event.level) or f"{logging.getLevelName(event.level):<7}"
+    stamp = (clock_text or _ClockText())(event.timestamp)
+    return f"{stamp} | {level} | {kind} '{run.name}' - {event.message}"
+
+
+class ConsoleLogger:
+    """Subscriber that prints run log lines at or above ``level``.
+
+    ``stream`` is looked up at each write (default: the current ``sys.stderr``), so a notebook's
+    redirected streams are honoured. ``task_lines=False`` keeps per-task INFO lines off the console
+    (the notebook monitor shows them instead); warnings and errors are always printed.
+    """
+
+    def __init__(self, level: int = logging.INFO, stream: IO[str] | None = None, task_lines: bool = True) -> None:
+        self.level = level
+        self.task_lines = task_lines
+        self._stream = stream
+        self._lock = threading.Lock()
+        self._clock_text = _ClockText()
+
+    def __call__(self, event: Event) -> None:
+        if event.__class__ is not LogEmitted:
+            return
+        if event.level < self.level:  # type: ignore[union-attr]
+            return
+        if not self.task_lines and event.level < logging.WARNING and event.run.__class__ is TaskRun:  # type: ignore[union-attr]
+            return
+        with self._lock:
+            line = format_line(event, self._clock_text)  # type: ignore[arg-type]
+            stream = self._stream or sys.stderr
+            stream.write(line + "\n")
+
+
+# --- log_prints ----------------------------------------------------------------------------
+
+_original_print = builtins.print
+_print_users = 0
+_print_lock = threading.Lock()
+
+
+def _routing_print(*args: Any, sep: str | None = " ", end: str | None = "\n", file: Any = None, flush: bool = False) -> None:
+    ctx = current.get()
+    if file is None and ctx is not None and getattr(ctx, "log_prints", False):
+        text = (sep if sep is not None else " ").join(str(a) for a in args)
+        get_run_logger().info(text)
+        return
+    _original_print(*args, sep=sep, end=end, file=file, flush=flush)
+
+
+class print_redirect:
+    """While any ``log_prints`` run is active, ``print()`` in such a run goes to its logger.
+
+    ``builtins.print`` is swapped for a router that checks the *current run context*, so prints of
+    other threads and of runs without ``log_prints`` are untouched. The swap is reference-counted.
+    """
+
+    def __enter__(self) -> None:
+        global _print_users
+        with _print_lock:
+            _print_users += 1
+            if _print_users == 1:
+                builtins.print = _routing_print
+
+    def __exit__(self, *exc: object) -> None:
+        global _print_users
+        with _print_lock:
+            _print_users -= 1
+            if _print_users == 0 and builtins.print is _routing_print:
+                builtins.print = _original_print

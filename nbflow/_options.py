@@ -1,0 +1,156 @@
+"""Flow and task options, defined once: the decorators, ``with_options`` and the docs derive from here."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from datetime import timedelta
+from typing import Any, Union
+
+__all__ = ["TaskOptions", "FlowOptions", "exponential_backoff", "option_names", "retry_delays"]
+
+RetryDelay = Union[float, Sequence[float], Callable[[int], Sequence[float]]]
+Hooks = tuple[Callable[..., Any], ...]
+
+
+def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
+    """Retry delays that double: ``backoff_factor * 2**n`` for retry ``n`` (as in Prefect).
+
+    >>> exponential_backoff(10)(4)
+    [10, 20, 40, 80]
+    """
+    if backoff_factor < 0:
+        raise ValueError("exponential_backoff(backoff_factor=...) must be >= 0")
+
+    def delays(retries: int) -> list[float]:
+        return [backoff_factor * 2**n for n in range(retries)]
+
+    return delays
+
+
+def retry_delays(options: _RunOptions) -> list[float]:
+    """The delay before each retry: a number repeats, a list's last value repeats, a callable decides."""
+    spec, retries = options.retry_delay_seconds, options.retries
+    if callable(spec):
+        values = list(spec(retries))
+    elif isinstance(spec, (int, float)):
+        values = [float(spec)]
+    else:
+        values = list(spec)
+    if not values:
+        return [0.0] * retries
+    values += [values[-1]] * (retries - len(values))
+    return [float(v) for v in values[:retries]]
+
+
+def jittered(delay: float, factor: float | None, rng: random.Random | None = None) -> float:
+    """``delay`` moved by up to ``factor * delay`` either way, never below zero (spreads retry storms)."""
+    if not factor or delay <= 0:
+        return delay
+    return max(0.0, delay * (1.0 + (rng or random).uniform(-factor, factor)))
+
+
+def _as_hooks(value: Any, what: str) -> Hooks:
+    hooks = (value,) if callable(value) else tuple(value or ())
+    for hook in hooks:
+        if not callable(hook):
+            raise TypeError(f"{what} must be a list of callables; {hook!r} is not callable")
+    return hooks
+
+
+@dataclass(frozen=True, kw_only=True)
+class _RunOptions:
+    """Options flows and tasks share."""
+
+    name: str | None = None
+    description: str | None = None
+    version: str | None = None
+    retries: int = 0
+    retry_delay_seconds: RetryDelay = 0
+    retry_jitter_factor: float | None = None
+    retry_condition_fn: Callable[..., bool] | None = None
+    timeout_seconds: float | None = None
+    log_prints: bool | None = None
+    persist_result: bool | None = None
+    on_completion: Hooks = ()
+    on_failure: Hooks = ()
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # frozen: normalise once, here
+        if not isinstance(self.retries, int) or isinstance(self.retries, bool) or self.retries < 0:
+            raise ValueError(f"retries must be a whole number >= 0, got {self.retries!r}")
+        delay = self.retry_delay_seconds
+        if not callable(delay):
+            numbers = [delay] if isinstance(delay, (int, float)) else list(delay)
+            if any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 for v in numbers):
+                raise ValueError(
+                    "retry_delay_seconds must be a number >= 0, a list of them, or "
+                    f"exponential_backoff(...); got {delay!r}"
+                )
+        if self.retry_jitter_factor is not None and not self.retry_jitter_factor >= 0:
+            raise ValueError(f"retry_jitter_factor must be >= 0, got {self.retry_jitter_factor!r}")
+        if self.timeout_seconds is not None:
+            if isinstance(self.timeout_seconds, timedelta):
+                set_(self, "timeout_seconds", self.timeout_seconds.total_seconds())
+            if not isinstance(self.timeout_seconds, (int, float)) or self.timeout_seconds <= 0:
+                raise ValueError(f"timeout_seconds must be a number > 0, got {self.timeout_seconds!r}")
+        for name in ("on_completion", "on_failure", "on_cancellation", "on_crashed"):
+            if hasattr(self, name):
+                set_(self, name, _as_hooks(getattr(self, name), name))
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskOptions(_RunOptions):
+    """Everything ``@task(...)`` accepts."""
+
+    tags: tuple[str, ...] = ()
+    cache_key_fn: Callable[[Any, dict[str, Any]], str | None] | None = None
+    cache_policy: Any = None
+    cache_expiration: timedelta | None = None
+    refresh_cache: bool | None = None
+    task_run_name: str | Callable[[], str] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        tags = (self.tags,) if isinstance(self.tags, str) else tuple(self.tags)
+        if not all(isinstance(t, str) for t in tags):
+            raise TypeError(f"tags must be strings, got {self.tags!r}")
+        object.__setattr__(self, "tags", tags)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlowOptions(_RunOptions):
+    """Everything ``@flow(...)`` accepts."""
+
+    task_runner: Any = None
+    on_cancellation: Hooks = ()
+    on_crashed: Hooks = ()
+    flow_run_name: str | Callable[[], str] | None = None
+    validate_parameters: bool = True
+
+
+def option_names(options_type: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(options_type))
+
+
+def _check_names(options_type: type, values: dict[str, Any], what: str) -> None:
+    unknown = set(values) - set(option_names(options_type))
+    if unknown:
+        raise TypeError(
+            f"{what} got unexpected option(s) {', '.join(sorted(unknown))}; "
+            f"valid options: {', '.join(option_names(options_type))}"
+        )
+
+
+def build_options(options_type: type, values: dict[str, Any], what: str) -> Any:
+    """``options_type(**values)``, but an unknown keyword names the valid ones."""
+    _check_names(options_type, values, what)
+    return options_type(**values)
+
+
+def replace_options(options: Any, changes: dict[str, Any], what: str) -> Any:
+    """A copy of ``options`` with ``changes`` (``.with_options(...)``), validated again."""
+    _check_names(type(options), changes, what)
+    return dataclasses.replace(options, **changes)

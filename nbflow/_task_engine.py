@@ -1,0 +1,250 @@
+"""The lifecycle of one task run: upstream, cache, retries, timeout, hooks, final state."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from nbflow import _states as states
+from nbflow._context import FlowRunContext, TaskRunContext, current
+from nbflow._engine import Call, Interrupted, Lifecycle, Outcome, Sleep
+from nbflow._events import EdgeAdded, RunCreated, StateChanged
+from nbflow._logging import log, print_redirect
+from nbflow._options import jittered, retry_delays
+from nbflow._runs import FlowRun, TaskRun
+from nbflow._states import State
+from nbflow.exceptions import CancelledRun, TaskRunTimeoutError, UpstreamTaskError
+from nbflow.futures import NbflowFuture
+
+if TYPE_CHECKING:
+    from nbflow._tasks import Task
+
+__all__ = ["create_task_run", "task_lifecycle", "set_state", "run_hooks", "cancelled_state"]
+
+_UNTRACKED = (type(None), bool)
+_CONTAINERS = (list, tuple, set, frozenset)
+
+
+def set_state(bus: Any, run: FlowRun | TaskRun, state: State) -> State:
+    run.state = state
+    bus.emit(StateChanged(run, state))
+    return state
+
+
+def _trackable(value: Any) -> bool:
+    """Whether ``id(value)`` identifies one task's result (not a shared singleton like ``1`` or ``""``)."""
+    cls = value.__class__
+    if cls in _UNTRACKED:
+        return False
+    if cls is int:
+        return not -5 <= value <= 256
+    if cls is str or cls is tuple or cls is bytes:
+        return len(value) > 1
+    return True
+
+
+def _visit(value: Any, owners: dict[int, tuple[str, Any]], futures: list[NbflowFuture], ids: list[str], depth: int) -> None:
+    if value.__class__ is NbflowFuture:
+        futures.append(value)
+        return
+    owner = owners.get(id(value))
+    if owner is not None and owner[1] is value:
+        ids.append(owner[0])
+        return
+    if depth < 3:
+        if value.__class__ in _CONTAINERS and len(value) <= 10_000:
+            for item in value:
+                _visit(item, owners, futures, ids, depth + 1)
+        elif value.__class__ is dict and len(value) <= 10_000:
+            for item in value.values():
+                _visit(item, owners, futures, ids, depth + 1)
+
+
+def _resolve(value: Any, depth: int = 0) -> Any:
+    """``value`` with futures replaced by their results (containers rebuilt only when needed)."""
+    if value.__class__ is NbflowFuture:
+        return value.result()
+    if depth < 3:
+        if value.__class__ in _CONTAINERS and any(_has_future(v) for v in value):
+            return value.__class__(_resolve(v, depth + 1) for v in value)
+        if value.__class__ is dict and any(_has_future(v) for v in value.values()):
+            return {k: _resolve(v, depth + 1) for k, v in value.items()}
+    return value
+
+
+def _has_future(value: Any) -> bool:
+    if value.__class__ is NbflowFuture:
+        return True
+    if value.__class__ in _CONTAINERS:
+        return any(_has_future(v) for v in value)
+    if value.__class__ is dict:
+        return any(_has_future(v) for v in value.values())
+    return False
+
+
+def create_task_run(
+    task: Task, ctx: FlowRunContext, parameters: dict[str, Any], wait_for: Any = None
+) -> tuple[TaskRun, list[NbflowFuture]]:
+    """Create the run record, announce it (and its edges), and find the futures it must wait for."""
+    runtime = ctx.runtime
+    futures: list[NbflowFuture] = []
+    upstream_ids: list[str] = []
+    owners = ctx.result_owners
+    for value in parameters.values():
+        cls = value.__class__
+        if cls is int or cls is float or cls is bool or value is None:
+            continue
+        _visit(value, owners, futures, upstream_ids, 0)
+    if wait_for:
+        for value in wait_for:
+            _visit(value, owners, futures, upstream_ids, 0)
+    name = task.task_run_name_for(parameters) or ctx.next_task_run_name(task.name)
+    task_run = TaskRun(name, task.name, task.task_key, ctx.flow_run.id, parameters, task.options.tags)
+    bus = runtime.bus
+    bus.emit(RunCreated(task_run))
+    set_state(bus, task_run, State(states.StateType.PENDING, timestamp=runtime.clock.now()))
+    if futures or upstream_ids:
+        ordered = dict.fromkeys([f.task_run.id for f in futures] + upstream_ids)
+        task_run.upstream_ids = tuple(ordered)
+        for upstream_id in ordered:
+            bus.emit(EdgeAdded(ctx.flow_run.id, upstream_id, task_run.id))
+    return task_run, futures
+
+
+def cancelled_state(ctx: FlowRunContext, task_run: TaskRun, why: str) -> State:
+    """End a task run that will never start (its flow run was cancelled)."""
+    runtime = ctx.runtime
+    state = states.Cancelled(why, data=CancelledRun(why), timestamp=runtime.clock.now())
+    set_state(runtime.bus, task_run, state)
+    log(runtime.bus, task_run, logging.INFO, f"Finished in state {state!r}", state.timestamp)
+    return state
+
+
+def task_lifecycle(
+    task: Task,
+    ctx: FlowRunContext,
+    task_run: TaskRun,
+    parameters: dict[str, Any],
+    upstream: list[NbflowFuture],
+    submitted: bool,
+) -> Lifecycle:
+    """Generator: the whole life of ``task_run``; yields ``Call``/``Sleep`` effects to its driver."""
+    runtime = ctx.runtime
+    bus, clock, options = runtime.bus, runtime.clock, task.options
+    for future in upstream:
+        future.wait()
+        if not future.state.is_completed():
+            return _finish(task, ctx, task_run, _not_ready(future, clock.now()))
+    if upstream:
+        parameters = {k: _resolve(v) for k, v in parameters.items()}
+
+    cache = runtime.cache
+    if cache is not None:
+        hit = cache.lookup(task, task_run, parameters, ctx)
+        if hit is not None:
+            return _finish(task, ctx, task_run, hit)
+
+    limits = runtime.limits
+    slots = limits.task_slots(task_run, ctx) if limits is not None and task_run.tags else None
+    if slots is not None:
+        slots.__enter__()
+    log_prints = options.log_prints if options.log_prints is not None else ctx.log_prints
+    token = current.set(TaskRunContext(ctx, task, task_run, log_prints))
+    redirect = print_redirect() if log_prints else None
+    if redirect is not None:
+        redirect.__enter__()
+    task_run.start_time = now = clock.now()
+    set_state(bus, task_run, State(states.StateType.RUNNING, timestamp=now))
+    delays = retry_delays(options) if options.retries else ()
+    args, kwargs = task.call_arguments(parameters)
+    try:
+        while True:
+            task_run.run_count += 1
+            outcome: Outcome = yield Call(task.fn, args, kwargs, options.timeout_seconds)
+            state = _outcome_state(task_run, outcome, options.timeout_seconds, clock.now())
+            retry = task_run.run_count - 1
+            if state.is_completed() or retry >= options.retries or not _should_retry(task, task_run, state, runtime):
+                break
+            delay = jittered(delays[retry], options.retry_jitter_factor)
+            log(bus, task_run, logging.WARNING, f"Encountered exception during execution: {state.data!r}", clock.now())
+            set_state(bus, task_run, states.Retrying(
+                f"Retry {retry + 1}/{options.retries} in {delay:.1f} seconds", timestamp=clock.now()))
+            log(bus, task_run, logging.INFO, f"Retrying in {delay:.1f} seconds...", clock.now())
+            yield Sleep(delay)
+    except (KeyboardInterrupt, Interrupted) as exc:
+        state = states.Cancelled("Task run was interrupted", data=CancelledRun("interrupted"), timestamp=clock.now())
+        _finish(task, ctx, task_run, state)
+        if submitted and isinstance(exc, Interrupted):
+            return state
+        raise
+    except BaseException as exc:
+        _finish(task, ctx, task_run, states.Crashed(f"Task run crashed: {exc!r}", data=exc, timestamp=clock.now()))
+        raise
+    finally:
+        if redirect is not None:
+            redirect.__exit__(None, None, None)
+        current.reset(token)
+        if slots is not None:
+            slots.__exit__(None, None, None)
+    if state.is_failed() and state.name == "Failed":
+        error = state.data
+        trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        log(bus, task_run, logging.ERROR, f"Task run failed with exception: {error!r} - Retries are exhausted\n{trace}", clock.now())
+    elif state.is_completed() and cache is not None:
+        cache.store(task, task_run, parameters, state, ctx)
+    return _finish(task, ctx, task_run, state)
+
+
+def _outcome_state(task_run: TaskRun, outcome: Outcome, timeout: float | None, now: float) -> State:
+    if outcome.timed_out:
+        message = f"Task run exceeded timeout of {timeout} second(s)"
+        return states.TimedOut(message, data=TaskRunTimeoutError(f"Task run {task_run.name!r} exceeded timeout of {timeout} second(s)"), timestamp=now)
+    if outcome.error is not None:
+        error = outcome.error
+        return states.Failed(f"Task run encountered an exception {type(error).__name__}: {error}", data=error, timestamp=now)
+    return State(states.StateType.COMPLETED, data=outcome.value, timestamp=now)
+
+
+def _should_retry(task: Task, task_run: TaskRun, state: State, runtime: Any) -> bool:
+    condition = task.options.retry_condition_fn
+    if condition is None:
+        return True
+    try:
+        return bool(condition(task, task_run, state))
+    except Exception as exc:  # a broken condition must not hide the task's own failure
+        log(runtime.bus, task_run, logging.ERROR, f"retry_condition_fn raised {exc!r}; not retrying", state.timestamp)
+        return False
+
+
+def _not_ready(future: NbflowFuture, now: float) -> State:
+    upstream = future.task_run
+    message = f"Upstream task run {upstream.name!r} did not complete: it ended {future.state!r}"
+    return states.NotReady(message, data=UpstreamTaskError(message), timestamp=now)
+
+
+def _finish(task: Task, ctx: FlowRunContext, task_run: TaskRun, state: State) -> State:
+    runtime = ctx.runtime
+    task_run.end_time = state.timestamp
+    set_state(runtime.bus, task_run, state)
+    if state.is_completed() and _trackable(state.data):
+        ctx.result_owners[id(state.data)] = (task_run.id, state.data)
+    hooks = task.options.on_completion if state.is_completed() else task.options.on_failure if state.is_failed() else ()
+    if hooks:
+        run_hooks(runtime, hooks, (task, task_run, state), task_run)
+    log(runtime.bus, task_run, logging.INFO, f"Finished in state {state!r}", runtime.clock.now())
+    return state
+
+
+def run_hooks(runtime: Any, hooks: tuple[Callable[..., Any], ...], args: tuple, run: FlowRun | TaskRun) -> None:
+    """Call each hook; one that raises is logged and never changes the run's state."""
+    for hook in hooks:
+        name = getattr(hook, "__name__", repr(hook))
+        try:
+            hook(*args)
+        except Exception as exc:
+            trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            log(runtime.bus, run, logging.ERROR, f"An error was encountered while running hook {name!r}: {exc!r}\n{trace}", runtime.clock.now())
+        else:
+            log(runtime.bus, run, logging.DEBUG, f"Hook {name!r} finished running successfully", runtime.clock.now())

@@ -1,0 +1,71 @@
+"""Errors nbflow raises.
+
+    NbflowError                      something nbflow itself refuses or cannot do
+    ├── ConfigurationError           a setting or NBFLOW_HOME is unusable (names the variable/path)
+    ├── ParameterTypeError           flow parameters failed validation (names the parameter)
+    ├── MissingContextError          a run-only operation was used outside a flow run
+    ├── RunFailedError               a run ended unsuccessfully with no exception of its own
+    │   └── UpstreamTaskError        a task did not run because an upstream task did not complete
+    └── CancelledRun                 the run was cancelled (interrupt, timeout of a parent)
+    TimeoutError (builtin)
+    └── RunTimeoutError              a run exceeded ``timeout_seconds``
+        ├── TaskRunTimeoutError
+        └── FlowRunTimeoutError
+
+"Your code failed" is always your own exception, re-raised unchanged; these are for everything else.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "NbflowError",
+    "ConfigurationError",
+    "ParameterTypeError",
+    "MissingContextError",
+    "RunFailedError",
+    "UpstreamTaskError",
+    "CancelledRun",
+    "RunTimeoutError",
+    "TaskRunTimeoutError",
+    "FlowRunTimeoutError",
+]
+
+
+class NbflowError(Exception):
+    """Base class of nbflow's own errors."""
+
+
+class ConfigurationError(NbflowError):
+    """A setting or the home folder is unusable; the message names it and says how to fix it."""
+
+
+class ParameterTypeError(NbflowError, TypeError):
+    """Flow parameters did not validate against the flow's type hints."""
+
+
+class MissingContextError(NbflowError, RuntimeError):
+    """An operation that needs a flow run was used outside one."""
+
+
+class RunFailedError(NbflowError):
+    """A run ended unsuccessfully and had no exception of its own to re-raise."""
+
+
+class UpstreamTaskError(RunFailedError):
+    """A task did not run because a task it depends on did not complete."""
+
+
+class CancelledRun(NbflowError):
+    """The run was cancelled before it finished."""
+
+
+class RunTimeoutError(TimeoutError):
+    """A run exceeded its ``timeout_seconds``."""
+
+
+class TaskRunTimeoutError(RunTimeoutError):
+    """A task run exceeded its ``timeout_seconds``."""
+
+
+class FlowRunTimeoutError(RunTimeoutError):
+    """A flow run exceeded its ``timeout_seconds``."""

@@ -1,0 +1,1 @@
+"""Helpers Prefect users find under ``prefect.utilities``."""
