@@ -1,0 +1,77 @@
+"""Ctrl-C during a flow: the run ends Cancelled, on_cancellation runs, the interrupt propagates."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from nbflow import flow, task
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from nbflow import flow, task
+
+    @task
+    def slow():
+        time.sleep(30)
+
+    @task
+    def later():
+        return 1
+
+    def hook(flow, flow_run, state):
+        print("HOOK", state.name, flush=True)
+
+    @flow(on_cancellation=[hook])
+    def pipeline():
+        pending = [later.submit() for _ in range(3)]
+        print("READY", flush=True)
+        slow()
+
+    try:
+        pipeline()
+    except KeyboardInterrupt:
+        print("RAISED KeyboardInterrupt", flush=True)
+        sys.exit(7)
+    """
+)
+
+
+def test_sigint_during_a_flow_cancels_it_and_re_raises(tmp_path):
+    env = {**os.environ, "NBFLOW_HOME": str(tmp_path / "home"), "NBFLOW_STORE_ENABLED": "false"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "READY"
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 7, err
+    assert "HOOK Cancelled" in out and "RAISED KeyboardInterrupt" in out
+    assert "Task run 'slow' - Finished in state Cancelled('Task run was interrupted')" in err
+    assert "Finished in state Cancelled('Flow run was interrupted')" in err
+
+
+def test_keyboard_interrupt_from_a_task_cancels_the_flow(harness):
+    cancelled = []
+
+    @task
+    def interrupted():
+        raise KeyboardInterrupt  # a deliberately injected fault, as Ctrl-C would raise
+
+    @flow(on_cancellation=[lambda f, r, s: cancelled.append(s.name)])
+    def pipeline():
+        interrupted()
+
+    with pytest.raises(KeyboardInterrupt):
+        pipeline()
+    assert cancelled == ["Cancelled"]
+    assert harness.recorder.states("interrupted")[-1] == "Cancelled"
