@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from typing import Protocol
@@ -30,6 +29,8 @@ class SystemClock:
     sleep = staticmethod(time.sleep)
 
     async def asleep(self, seconds: float) -> None:
+        import asyncio
+
         await asyncio.sleep(seconds)
 
 
@@ -60,5 +61,7 @@ class FakeClock:
             self._now += max(0.0, seconds)
 
     async def asleep(self, seconds: float) -> None:
+        import asyncio
+
         self.sleep(seconds)
         await asyncio.sleep(0)

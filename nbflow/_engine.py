@@ -8,7 +8,6 @@ retries, timeouts, hooks and states exist in one place, whatever the user's func
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import ctypes
 import inspect
@@ -164,6 +163,8 @@ def _call_coroutine_from_sync(call: Call, loop_thread: Any) -> Outcome:
 
 async def _acall(call: Call) -> Outcome:
     """Await the call; a timeout cancels the coroutine (unlike a thread, it can be stopped)."""
+    import asyncio  # only async code gets here; keeps `import nbflow` light
+
     try:
         result = call.fn(*call.args, **call.kwargs)
         if not inspect.isawaitable(result):

@@ -6,12 +6,14 @@ their own and enter it with ``use_runtime``. Nothing else in the engine reaches 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import asyncio
 
 from nbflow._clock import Clock, SystemClock
 from nbflow._context import RootContext, current
@@ -35,6 +37,8 @@ class _LoopThread:
     def loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             if self._loop is None:
+                import asyncio
+
                 loop = asyncio.new_event_loop()
                 threading.Thread(target=loop.run_forever, name="nbflow-async", daemon=True).start()
                 self._loop = loop
@@ -42,6 +46,8 @@ class _LoopThread:
 
     def submit(self, coro: Coroutine[Any, Any, Any]) -> Any:
         """Schedule ``coro`` on the private loop; returns a ``concurrent.futures.Future``."""
+        import asyncio
+
         return asyncio.run_coroutine_threadsafe(coro, self.loop())
 
 
