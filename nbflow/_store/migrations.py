@@ -1,0 +1,135 @@
+"""The run store's schema: an ordered list of forward migrations, tracked by ``PRAGMA user_version``.
+
+To change the schema, append ``(next_version, "SQL;")`` to ``MIGRATIONS``; never edit a step that
+has shipped (databases out there already ran it). Each step runs in the same transaction as the
+``user_version`` bump, so a database is always at exactly one version. A database whose version is
+higher than the last step here was written by a newer nbflow and is refused, never changed.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+__all__ = ["MIGRATIONS", "LATEST", "pending", "statements"]
+
+# (version, SQL script). Versions are 1, 2, 3, ... in order, with no gaps.
+MIGRATIONS: list[tuple[int, str]] = [
+    (1, """
+    -- One row per flow run (subflows too). state_* mirror the latest row of state_history.
+    CREATE TABLE flow_runs (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        flow_name TEXT NOT NULL,
+        flow_ref TEXT,                -- 'module:qualname' of the flow, to call on_crashed hooks later
+        parameters TEXT,              -- JSON rendering for display; large values are truncated
+        parameters_pickle BLOB,       -- pickle of the real parameter values, for reruns (NULL: not picklable)
+        parameters_error TEXT,        -- why parameters_pickle is NULL
+        parent_flow_run_id TEXT,
+        parent_task_run_id TEXT,
+        tags TEXT,                    -- JSON list
+        deployment_id TEXT,
+        rerun_of TEXT,
+        state_type TEXT,
+        state_name TEXT,
+        state_message TEXT,
+        state_timestamp REAL,
+        created REAL,
+        start_time REAL,
+        end_time REAL,
+        run_count INTEGER NOT NULL DEFAULT 0,
+        pid INTEGER,
+        pid_start REAL,               -- start time of process `pid`: tells a reused pid from ours
+        host TEXT,
+        heartbeat REAL                -- last time the running process said it was alive
+    );
+    CREATE INDEX flow_runs_created ON flow_runs(created);
+    CREATE INDEX flow_runs_flow_name ON flow_runs(flow_name, created);
+    CREATE INDEX flow_runs_name ON flow_runs(name);
+    CREATE INDEX flow_runs_state ON flow_runs(state_type);
+    CREATE INDEX flow_runs_parent ON flow_runs(parent_flow_run_id);
+
+    CREATE TABLE task_runs (
+        id TEXT PRIMARY KEY,
+        flow_run_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        task_name TEXT NOT NULL,
+        task_key TEXT NOT NULL,
+        cache_key TEXT,
+        tags TEXT,                    -- JSON list
+        parameters TEXT,              -- JSON rendering of the inputs for display, truncated
+        state_type TEXT,
+        state_name TEXT,
+        state_message TEXT,
+        state_timestamp REAL,
+        created REAL,
+        start_time REAL,
+        end_time REAL,
+        run_count INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX task_runs_flow_run ON task_runs(flow_run_id);
+
+    -- Every state a flow or task run went through, in order.
+    CREATE TABLE state_history (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        name TEXT NOT NULL,
+        message TEXT,
+        timestamp REAL NOT NULL
+    );
+    CREATE INDEX state_history_run ON state_history(run_id);
+
+    -- Log lines of a flow run and its task runs (task_run_id NULL: the flow run's own line).
+    CREATE TABLE logs (
+        id INTEGER PRIMARY KEY,
+        flow_run_id TEXT NOT NULL,
+        task_run_id TEXT,
+        level INTEGER NOT NULL,
+        timestamp REAL NOT NULL,
+        logger TEXT,
+        message TEXT NOT NULL
+    );
+    CREATE INDEX logs_flow_run ON logs(flow_run_id, id);
+
+    -- Task run `downstream_id` consumed the result of task run `upstream_id`.
+    CREATE TABLE edges (
+        flow_run_id TEXT NOT NULL,
+        upstream_id TEXT NOT NULL,
+        downstream_id TEXT NOT NULL,
+        PRIMARY KEY (flow_run_id, upstream_id, downstream_id)
+    ) WITHOUT ROWID;
+    """),
+]
+
+LATEST: int = MIGRATIONS[-1][0]
+
+
+def pending(version: int) -> list[tuple[int, str]]:
+    """The steps a database at ``version`` still needs, in order."""
+    return [(v, sql) for v, sql in MIGRATIONS if v > version]
+
+
+def statements(script: str) -> list[str]:
+    """Split a script into single statements (``executescript`` would commit mid-transaction).
+
+    >>> statements("CREATE TABLE a (x); -- note; here\\nCREATE TABLE b (y);")
+    ['CREATE TABLE a (x);', '-- note; here\\nCREATE TABLE b (y);']
+    """
+    out: list[str] = []
+    chunk = ""
+    for part in script.split(";"):
+        chunk += part + ";"
+        if sqlite3.complete_statement(chunk):
+            if chunk.strip(" \n\t;"):
+                out.append(chunk.strip())
+            chunk = ""
+    return out
+
+
+def _check_order() -> None:
+    versions = [v for v, _sql in MIGRATIONS]
+    if versions != list(range(1, len(versions) + 1)):
+        raise RuntimeError(f"nbflow migrations must be numbered 1, 2, 3, ... in order; got {versions}")
+
+
+_check_order()
