@@ -6,7 +6,10 @@
     ├── MissingContextError          a run-only operation was used outside a flow run
     ├── RunFailedError               a run ended unsuccessfully with no exception of its own
     │   └── UpstreamTaskError        a task did not run because an upstream task did not complete
-    └── CancelledRun                 the run was cancelled (interrupt, timeout of a parent)
+    ├── CancelledRun                 the run was cancelled (interrupt, timeout of a parent)
+    ├── ConcurrencyLimitError        a concurrency limit request is invalid (bad size, occupy > limit)
+    │   └── ConcurrencyLimitNotFoundError   no limit has that name (strict=True, inspect/update/delete)
+    └── AcquireConcurrencySlotTimeoutError  slots were not free within ``timeout_seconds`` (names the limit)
     TimeoutError (builtin)
     └── RunTimeoutError              a run exceeded ``timeout_seconds``
         ├── TaskRunTimeoutError
@@ -28,6 +31,9 @@ __all__ = [
     "RunTimeoutError",
     "TaskRunTimeoutError",
     "FlowRunTimeoutError",
+    "ConcurrencyLimitError",
+    "ConcurrencyLimitNotFoundError",
+    "AcquireConcurrencySlotTimeoutError",
 ]
 
 
@@ -69,3 +75,15 @@ class TaskRunTimeoutError(RunTimeoutError):
 
 class FlowRunTimeoutError(RunTimeoutError):
     """A flow run exceeded its ``timeout_seconds``."""
+
+
+class ConcurrencyLimitError(NbflowError, ValueError):
+    """A concurrency limit (or a request for its slots) is invalid; the message says how to fix it."""
+
+
+class ConcurrencyLimitNotFoundError(ConcurrencyLimitError, LookupError):
+    """No concurrency limit has the given name."""
+
+
+class AcquireConcurrencySlotTimeoutError(NbflowError, TimeoutError):
+    """Concurrency slots did not become free within ``timeout_seconds``; the message names the limit."""
