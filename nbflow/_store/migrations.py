@@ -99,6 +99,47 @@ MIGRATIONS: list[tuple[int, str]] = [
         PRIMARY KEY (flow_run_id, upstream_id, downstream_id)
     ) WITHOUT ROWID;
     """),
+    (2, """
+    -- Concurrency limits (nbflow/concurrency/_storage.py). decaying/decayed_at: slots taken by
+    -- rate_limit(), freeing themselves at slot_decay_per_second.
+    CREATE TABLE concurrency_limit (
+        name TEXT PRIMARY KEY,
+        slots INTEGER NOT NULL CHECK (slots >= 0),
+        slot_decay_per_second REAL NOT NULL DEFAULT 0 CHECK (slot_decay_per_second >= 0),
+        decaying REAL NOT NULL DEFAULT 0,
+        decayed_at REAL NOT NULL DEFAULT 0,
+        created REAL NOT NULL,
+        updated REAL NOT NULL
+    );
+    -- Slots held, one row per (lease, limit); a row counts only until `expires` (renewed by its holder).
+    CREATE TABLE concurrency_slot (
+        lease_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        occupy INTEGER NOT NULL,
+        holder TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        acquired REAL NOT NULL,
+        expires REAL NOT NULL,
+        PRIMARY KEY (lease_id, name)
+    );
+    CREATE INDEX concurrency_slot_by_name ON concurrency_slot(name, expires);
+    CREATE INDEX concurrency_slot_by_expiry ON concurrency_slot(expires);
+    -- The queue of waiters, one row per (ticket, limit); lower tickets are served first.
+    CREATE TABLE concurrency_waiter (
+        ticket INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        occupy INTEGER NOT NULL,
+        holder TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        since REAL NOT NULL,
+        expires REAL NOT NULL,
+        PRIMARY KEY (name, ticket)
+    );
+    CREATE INDEX concurrency_waiter_by_ticket ON concurrency_waiter(ticket);
+    CREATE INDEX concurrency_waiter_by_expiry ON concurrency_waiter(expires);
+    """),
 ]
 
 LATEST: int = MIGRATIONS[-1][0]
