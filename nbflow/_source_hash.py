@@ -59,8 +59,8 @@ _USER_MODULES: dict[str, bool] = {"__main__": True}
 
 
 def _is_user_file(filename: str) -> bool:
-    if filename.startswith("<"):  # exec()'d or IPython ("<ipython-input-3-...>")
-        return True
+    if filename.startswith("<"):  # exec()'d or IPython ("<ipython-input-3-...>"); not "<frozen os>"
+        return not filename.startswith("<frozen")
     path = os.path.normcase(os.path.realpath(filename))
     parts = path.split(os.sep)
     if "site-packages" in parts or "dist-packages" in parts:
@@ -74,16 +74,11 @@ def _is_user_module(name: str | None, filename: str | None = None) -> bool:
     cached = _USER_MODULES.get(name) if name is not None else None
     if cached is not None:
         return cached
-    if name is not None and (name == "nbflow" or name.startswith("nbflow.")):
-        result = False
-    else:
-        module = sys.modules.get(name) if name is not None else None
-        file = getattr(module, "__file__", None) or filename
-        if not file:
-            return False  # built-in module, or nothing to go by
-        result = _is_user_file(file)
-        if module is None:
-            return result  # not importable by name: decide again next time
+    module = sys.modules.get(name) if name is not None else None
+    if module is None:  # exec()'d with a made-up __name__: judge by the code's file, every time
+        return bool(filename) and _is_user_file(filename)  # type: ignore[arg-type]
+    file = getattr(module, "__file__", None)
+    result = bool(file) and not (name == "nbflow" or name.startswith("nbflow.")) and _is_user_file(file)  # type: ignore[union-attr]
     _USER_MODULES[name] = result  # type: ignore[index]
     return result
 
@@ -158,14 +153,45 @@ def _code_bytes(code: types.CodeType) -> bytes:
 
 
 class _Walk:
-    """One source_hash call: digests already made, and the functions/classes being hashed (a cycle
-    -- recursion, mutual recursion -- becomes a marker naming the function)."""
+    """One walk: digests made so far, the functions/classes in progress (a cycle -- recursion,
+    mutual recursion -- becomes a marker naming the function), and every look-up it made, which
+    is what a later call re-checks to reuse the result."""
 
-    __slots__ = ("memo", "active")
+    __slots__ = ("memo", "active", "lookups", "attrs", "sizes")
 
     def __init__(self) -> None:
         self.memo: dict[int, bytes] = {}
         self.active: set[int] = set()
+        self.lookups: list[tuple[Any, str, Any]] = []  # (namespace, name, value it held)
+        self.attrs: list[tuple[Any, str, Any]] = []  # (object, attribute, value it held)
+        self.sizes: list[tuple[Any, int]] = []  # (class __dict__, its length): catches added members
+
+    def get(self, namespace: Any, name: str) -> Any:
+        value = namespace.get(name, _MISSING)
+        self.lookups.append((namespace, name, value))
+        return value
+
+    def attr(self, obj: Any, name: str) -> Any:
+        value = getattr(obj, name, _MISSING)
+        self.attrs.append((obj, name, value))
+        return value
+
+    def still_valid(self) -> bool:
+        """True when every look-up would give the same objects now: then so would the digest, since
+        code objects and simple constants are immutable. Costs a dict get per name, no hashing."""
+        try:
+            for namespace, name, value in self.lookups:
+                if namespace.get(name, _MISSING) is not value:
+                    return False
+            for obj, name, value in self.attrs:
+                if getattr(obj, name, _MISSING) is not value:
+                    return False
+            for namespace, size in self.sizes:
+                if len(namespace) != size:
+                    return False
+        except Exception:  # an emptied closure cell, an odd namespace: just hash again
+            return False
+        return True
 
 
 def _fn_digest(fn: types.FunctionType, walk: _Walk) -> bytes:
@@ -176,21 +202,20 @@ def _fn_digest(fn: types.FunctionType, walk: _Walk) -> bytes:
     if key in walk.active:
         return _h(b"rec\0" + fn.__qualname__.encode())
     walk.active.add(key)
-    code = fn.__code__
+    code = walk.attr(fn, "__code__")
     _, own, global_names, all_names = _code_info(code)
     parts = [own]
     scope = fn.__globals__
     for name in global_names:
-        value = scope.get(name, _MISSING)  # missing: a builtin, which is library code
+        value = walk.get(scope, name)  # missing: a builtin, which is library code
         if value is _MISSING:
             continue
-        if type(value) is types.ModuleType:
+        if type(value) is types.ModuleType and _is_user_module(value.__name__):
             # `helpers.clean(x)` in user module `helpers`: follow the attributes the code names
-            if _is_user_module(value.__name__):
-                for attr in all_names:
-                    d = _value_digest(getattr(value, attr, _MISSING), walk, False)
-                    if d is not None:
-                        parts.append(f"{name}.{attr}".encode() + d)
+            for attr in all_names:
+                d = _value_digest(walk.get(value.__dict__, attr), walk, False)
+                if d is not None:
+                    parts.append(f"{name}.{attr}".encode() + d)
             continue
         d = _value_digest(value, walk, True)
         if d is not None:
@@ -198,23 +223,23 @@ def _fn_digest(fn: types.FunctionType, walk: _Walk) -> bytes:
     if fn.__closure__:
         for name, cell in zip(code.co_freevars, fn.__closure__):
             try:
-                contents = cell.cell_contents
-            except ValueError:  # not yet assigned
+                contents = walk.attr(cell, "cell_contents")
+            except ValueError:  # not assigned yet
                 continue
             d = _value_digest(contents, walk, True)
             if d is not None:
                 parts.append(b"cell:" + name.encode() + d)
     # defaults are evaluated at def time, so `def f(n=N)` depends on N's value then
-    for i, default in enumerate(fn.__defaults__ or ()):
+    for i, default in enumerate(walk.attr(fn, "__defaults__") or ()):
         d = _value_digest(default, walk, True)
         if d is not None:
             parts.append(b"default:%d" % i + d)
-    for name, default in sorted((fn.__kwdefaults__ or {}).items()):
+    for name, default in sorted((walk.attr(fn, "__kwdefaults__") or {}).items()):
         d = _value_digest(default, walk, True)
         if d is not None:
             parts.append(b"kwdefault:" + name.encode() + d)
-    wrapped = fn.__dict__.get("__wrapped__")
-    if wrapped is not None:
+    wrapped = walk.get(fn.__dict__, "__wrapped__")
+    if wrapped is not _MISSING:
         d = _value_digest(wrapped, walk, False)
         if d is not None:
             parts.append(b"wrapped:" + d)
@@ -234,12 +259,14 @@ def _class_digest(cls: type, walk: _Walk) -> bytes:
         return _h(b"rec\0" + cls.__qualname__.encode())
     walk.active.add(key)
     parts = [b"class\0" + cls.__qualname__.encode()]
-    for base in cls.__bases__:
+    for base in walk.attr(cls, "__bases__"):
         d = _class_digest(base, walk) if _is_user_class(base) else None
         parts.append(f"{base.__module__}.{base.__qualname__}".encode() + (d or b""))
-    for name, attr in sorted(cls.__dict__.items()):
+    members = cls.__dict__
+    walk.sizes.append((members, len(members)))
+    for name in sorted(members):
         if name not in _CLASS_NOISE:
-            d = _value_digest(attr, walk, True)
+            d = _value_digest(walk.get(members, name), walk, True)
             if d is not None:
                 parts.append(name.encode() + d)
     digest = _h(b"\0".join(parts))
@@ -248,19 +275,46 @@ def _class_digest(cls: type, walk: _Walk) -> bytes:
     return digest
 
 
+_CONSTANTS: dict[tuple[type, Any], bytes] = {}
+
+
+def _constant_digest(value: Any) -> bytes:
+    # memoised for exact int/str/bytes only: for floats 0.0 == -0.0 would share an entry
+    tp = type(value)
+    if tp is int or tp is str or tp is bytes:
+        digest = _CONSTANTS.get((tp, value))
+        if digest is None:
+            if len(_CONSTANTS) > _MAX_CODE_CACHE:
+                _CONSTANTS.clear()
+            digest = _CONSTANTS[(tp, value)] = digest_bytes(value)
+        return digest
+    return digest_bytes(value)
+
+
+def _library_digest(value: Any) -> bytes:
+    """Library code is identified by name, not source: swapping json.dumps for pickle.dumps changes
+    the key, upgrading the library does not."""
+    name = getattr(value, "__qualname__", None) or value.__name__
+    return _h(f"lib\0{getattr(value, '__module__', None)}.{name}".encode())
+
+
 def _value_digest(value: Any, walk: _Walk, constants: bool) -> bytes | None:
     """Digest of what a global name (or cell, default, class attribute) refers to, or None when it
     is not part of the source: library code, and data other than simple constants."""
     tp = type(value)
     if tp in _SIMPLE or (tp in (tuple, frozenset) and all(type(v) in _SIMPLE for v in value)):
-        return digest_bytes(value) if constants else None
+        return _constant_digest(value) if constants else None
     if tp is types.FunctionType:
         if _is_user_function(value):
             return _fn_digest(value, walk)
-        wrapped = getattr(value, "__wrapped__", None)  # a library decorator around user code
-        return _value_digest(wrapped, walk, False) if wrapped is not None else None
+        wrapped = walk.get(value.__dict__, "__wrapped__")  # a library decorator around user code
+        if wrapped is not _MISSING:
+            return _value_digest(wrapped, walk, False)
+        return _library_digest(value)
     if isinstance(value, type):
-        return _class_digest(value, walk) if _is_user_class(value) else None
+        return _class_digest(value, walk) if _is_user_class(value) else _library_digest(value)
+    if tp is types.BuiltinFunctionType or tp is types.ModuleType:
+        return _library_digest(value)
     if tp in (types.MethodType, staticmethod, classmethod):
         return _value_digest(value.__func__, walk, False)
     if tp is property:
@@ -276,11 +330,27 @@ def _value_digest(value: Any, walk: _Walk, constants: bool) -> bytes | None:
         except Exception:
             return None
         if isinstance(wrapped, types.FunctionType):
+            walk.attrs.append((value, "__wrapped__", wrapped))
             return _value_digest(wrapped, walk, False)
     return None
 
 
 # ---- public API -----------------------------------------------------------------------------------
+
+# id(target) -> (target, the walk that hashed it, hex digest); target is kept so its id stays valid
+_RESULTS: dict[int, tuple[Any, _Walk, str]] = {}
+
+
+def _cached(target: Any, compute: Any) -> str:
+    hit = _RESULTS.get(id(target))
+    if hit is not None and hit[0] is target and hit[1].still_valid():
+        return hit[2]
+    walk = _Walk()
+    digest = compute(walk)
+    if len(_RESULTS) > _MAX_CODE_CACHE:
+        _RESULTS.clear()
+    _RESULTS[id(target)] = (target, walk, digest)
+    return digest
 
 
 def source_hash(fn: Any) -> str:
@@ -292,14 +362,16 @@ def source_hash(fn: Any) -> str:
     target = fn
     if isinstance(target, (types.MethodType, staticmethod, classmethod)):
         target = target.__func__
-    walk = _Walk()
-    digest = _value_digest(target, walk, False)
-    if digest is None and not isinstance(target, (types.FunctionType, type)) and callable(target):
-        digest = _value_digest(type(target).__call__, walk, False)  # a callable instance
-    if digest is None:  # library code, builtins: the name is all we hash
-        name = f"{getattr(target, '__module__', None)}.{getattr(target, '__qualname__', type(target).__qualname__)}"
-        digest = _h(b"lib\0" + name.encode())
-    return digest.hex()
+
+    def compute(walk: _Walk) -> str:
+        digest = _value_digest(target, walk, False)
+        if digest is None and not isinstance(target, (types.FunctionType, type)) and callable(target):
+            digest = _value_digest(type(target).__call__, walk, False)  # a callable instance
+        if digest is None:  # a library callable object: its class names it
+            digest = _library_digest(type(target))
+        return digest.hex()
+
+    return _cached(target, compute)
 
 
 def class_hash(cls: type) -> str:
@@ -307,4 +379,4 @@ def class_hash(cls: type) -> str:
     library classes, which are identified by name alone."""
     if not _is_user_class(cls):
         return ""
-    return _class_digest(cls, _Walk()).hex()
+    return _cached(cls, lambda walk: _class_digest(cls, walk).hex())
