@@ -57,8 +57,10 @@ class Outcome:
 Lifecycle = Generator["Call | Sleep", Any, Any]
 
 
-def drive(lifecycle: Lifecycle, clock: Clock, loop_thread: Any) -> Any:
+def drive(lifecycle: Lifecycle, clock: Clock, loop_thread: Any, perform: Callable[[Call], Outcome] | None = None) -> Any:
     """Run a lifecycle to its end with blocking calls; returns what the lifecycle returns.
+
+    ``perform`` replaces the local function call (a Dask task runner sends it to a cluster).
 
     An exception from performing an effect (a ``KeyboardInterrupt`` during the user's function, say)
     is thrown into the lifecycle so it can record the run's end before it propagates.
@@ -73,7 +75,7 @@ def drive(lifecycle: Lifecycle, clock: Clock, loop_thread: Any) -> Any:
         error = None
         try:
             if effect.__class__ is Call:
-                reply = _call(effect, loop_thread)  # type: ignore[arg-type]
+                reply = perform(effect) if perform else _call(effect, loop_thread)  # type: ignore[arg-type]
             else:
                 clock.sleep(effect.seconds)  # type: ignore[union-attr]
                 reply = None

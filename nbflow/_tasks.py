@@ -75,14 +75,16 @@ class Task(Generic[R]):
         task_run, upstream = create_task_run(self, ctx, parameters, wait_for)
         runtime = ctx.runtime
 
+        runner = ctx.task_runner
+
         def run() -> Any:
             lifecycle = task_lifecycle(self, ctx, task_run, parameters, upstream, submitted=True)
-            return drive(lifecycle, runtime.clock, runtime.loop_thread)
+            return drive(lifecycle, runtime.clock, runtime.loop_thread, getattr(runner, "perform_call", None))
 
         def cancel() -> Any:
             return cancelled_state(ctx, task_run, "Flow run was cancelled before this task run started")
 
-        return ctx.task_runner.submit(run, task_run, cancel)
+        return runner.submit(run, task_run, cancel)
 
     def map(self, *args: Any, wait_for: Iterable[Any] | None = None, **kwargs: Any) -> FutureList:
         """Submit one task run per element of the iterable arguments; ``unmapped(x)`` stays constant.
