@@ -78,6 +78,8 @@ CROSS_PROCESS_SCRIPT = textwrap.dedent(
 
 
 def test_equal_inputs_hash_equal_in_separate_processes_with_different_hash_seeds() -> None:
+    pytest.importorskip("numpy")
+    pytest.importorskip("pandas")
     first = json.loads(run_python(CROSS_PROCESS_SCRIPT, "1"))
     second = json.loads(run_python(CROSS_PROCESS_SCRIPT, "2"))
     assert first == second
