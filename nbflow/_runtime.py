@@ -86,6 +86,9 @@ class Runtime:
         """A runtime wired with every service the settings turn on (store, cache, limits)."""
         runtime = cls(settings, **kwargs)
         # Services attach here as they are built; each is imported only when enabled.
+        from nbflow._cache.store import ResultCache  # always on: it only costs something when used
+
+        runtime.cache = ResultCache.attach(runtime)
         return runtime
 
 

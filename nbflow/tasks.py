@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from nbflow._options import exponential_backoff
@@ -11,7 +12,22 @@ __all__ = ["Task", "exponential_backoff", "task", "task_input_hash"]
 
 
 def task_input_hash(context: Any, parameters: dict[str, Any]) -> str | None:
-    """A cache key from the task's inputs (and its key), for ``@task(cache_key_fn=task_input_hash)``."""
-    from nbflow._hashing import hash_parameters
+    """A cache key from the task's inputs and source, for ``@task(cache_key_fn=task_input_hash)``.
 
-    return f"{context.task.task_key}-{hash_parameters(parameters)}"
+    As in Prefect, editing the task's code changes the key; here editing a notebook helper it calls
+    does too. Inputs are hashed by content, so the key is the same in every process and after a
+    kernel restart. An input that cannot be hashed raises ``UnhashableInputError`` (naming it);
+    inside a run, that means one warning and the task runs uncached.
+
+    >>> from nbflow import flow, task
+    >>> @task(cache_key_fn=task_input_hash)
+    ... def double(x):
+    ...     return 2 * x
+    """
+    from nbflow._hashing import hash_parameters
+    from nbflow._source_hash import source_hash
+
+    digest = hashlib.sha256(b"task_input_hash\0")
+    digest.update(source_hash(context.task.fn).encode())
+    digest.update(hash_parameters(parameters).encode())
+    return digest.hexdigest()

@@ -1,0 +1,1 @@
+"""The result cache: persisted task results on diskcache, cache keys from policies, and reruns."""

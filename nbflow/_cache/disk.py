@@ -1,0 +1,217 @@
+"""The diskcache ``Cache`` under ``$NBFLOW_HOME/cache``: fast reads, batched writes, admin queries.
+
+Values are pickles we make ourselves (bytes): diskcache keeps small ones in SQLite and writes large
+ones (over 32 KB) to files of their own, so a large result is never copied into a database row.
+
+Two things here reach under diskcache's public API (diskcache 5.6; ``Cache._sql`` and
+``Cache._disk`` have been stable since 4.0):
+- reads: with ``eviction_policy='least-recently-used'``, ``Cache.get`` runs a write transaction on
+  every hit to update ``access_time`` (measured 70-90 µs against 8 µs for the bare SELECT). We SELECT
+  ourselves and let the background writer apply the access-time updates in batches.
+- listing: ``nbflow cache ls`` needs each entry's tag, size and store time, which only the table has.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ResultDisk", "Entry", "CacheStats", "DiskUnavailable"]
+
+_SELECT = (
+    "SELECT rowid, mode, filename, value FROM Cache"
+    " WHERE key = ? AND raw = 1 AND (expire_time IS NULL OR expire_time > ?)"
+)
+_TOUCH = "UPDATE Cache SET access_time = ?, access_count = access_count + 1 WHERE rowid = ?"
+_LIST = (
+    "SELECT key, tag, store_time, access_time, expire_time, access_count,"
+    " CASE WHEN filename IS NULL THEN length(value) ELSE size END, filename IS NOT NULL"
+    " FROM Cache WHERE raw = 1"
+)
+
+
+class DiskUnavailable(Exception):
+    """The cache folder cannot be opened or written (permissions, disk full, corrupt database)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One cached result, as ``nbflow cache ls`` shows it."""
+
+    key: str
+    task: str | None
+    stored: float
+    accessed: float | None
+    expires: float | None
+    hits: int
+    size: int
+    in_file: bool  # stored as a file of its own (large results)
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """A snapshot of the whole cache, as ``nbflow cache stats`` shows it."""
+
+    directory: str
+    entries: int
+    volume: int  # bytes on disk: the database plus value files
+    size_limit: int
+    expired: int
+    by_task: dict[str, tuple[int, int]]  # task name -> (entries, bytes)
+
+
+class ResultDisk:
+    """The cache folder. Reopened (and so recreated) when it is deleted while a kernel runs."""
+
+    def __init__(self, directory: str | os.PathLike[str], size_limit: int) -> None:
+        self.directory = Path(directory)
+        self.size_limit = int(size_limit)
+        self._db_path = str(self.directory / "cache.db")
+        self._cache: Any = None
+        self._identity: tuple[int, int] | None = None
+        self._lock = threading.Lock()
+
+    # --- the diskcache object ------------------------------------------------------------------
+    def cache(self) -> Any:
+        """The open ``diskcache.Cache``; reopened if its database file was deleted or replaced."""
+        try:
+            st = os.stat(self._db_path)
+            identity: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except OSError:
+            identity = None
+        cache = self._cache
+        if cache is not None and identity is not None and identity == self._identity:
+            return cache
+        with self._lock:
+            if self._cache is not None and identity is not None and identity == self._identity:
+                return self._cache
+            self._cache = self._open()
+            st = os.stat(self._db_path)
+            self._identity = (st.st_dev, st.st_ino)
+            return self._cache
+
+    def _open(self) -> Any:
+        import diskcache
+
+        if self._cache is not None:
+            try:
+                self._cache.close()
+            except Exception:
+                pass
+            self._cache = None
+        try:
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            return self._new_cache(diskcache)
+        except sqlite3.DatabaseError as exc:
+            # Not a database any more (truncated, overwritten): keep it aside for a post-mortem and
+            # start empty rather than fail every run that touches the cache.
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise DiskUnavailable(f"the result cache at {self.directory} is locked: {exc}") from exc
+            aside = self.directory.with_name(f"{self.directory.name}.corrupt-{int(time.time())}")
+            try:
+                shutil.move(str(self.directory), str(aside))
+                os.makedirs(self.directory, mode=0o700, exist_ok=True)
+                return self._new_cache(diskcache)
+            except Exception as again:
+                raise DiskUnavailable(f"the result cache at {self.directory} is unusable: {exc}") from again
+        except OSError as exc:
+            raise DiskUnavailable(f"cannot open the result cache at {self.directory}: {exc}") from exc
+
+    def _new_cache(self, diskcache: Any) -> Any:
+        return diskcache.Cache(
+            str(self.directory),
+            size_limit=self.size_limit,
+            eviction_policy="least-recently-used",
+            tag_index=True,  # `nbflow cache clear --task NAME` deletes by tag
+            statistics=False,  # counting hits would make every read a write
+        )
+
+    def broken(self, exc: BaseException) -> None:
+        """After ``exc`` from the database: if the file is no database any more, reopen next time
+        (which moves it aside and starts empty); a busy or locked database is left alone."""
+        if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+            with self._lock:
+                self._identity = None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._cache is not None:
+                self._cache.close()
+            self._cache = None
+            self._identity = None
+
+    # --- hot path ------------------------------------------------------------------------------
+    def read(self, key: str, now: float) -> tuple[int, Any] | None:
+        """``(rowid, stored bytes)`` of a live entry, or None. May raise sqlite/OS errors."""
+        cache = self.cache()
+        rows = cache._sql(_SELECT, (key, now)).fetchall()
+        if not rows:
+            return None
+        rowid, mode, filename, value = rows[0]
+        try:
+            data = cache._disk.fetch(mode, filename, value, False)
+        except OSError:  # its file was removed under us (eviction by another process, a user's rm)
+            return None
+        return rowid, data
+
+    def write(self, ops: Iterable[tuple[str, Any]], touches: Iterable[tuple[int, float]] = ()) -> None:
+        """Apply ``("set", Pending)`` and ``("delete", key)`` in order, then access times, in one
+        transaction."""
+        cache = self.cache()
+        with cache.transact(retry=True):
+            for kind, value in ops:
+                if kind == "delete":
+                    cache.delete(value, retry=True)
+                else:
+                    expire = None if value.expire_at is None else max(0.0, value.expire_at - time.time())
+                    cache.set(value.key, value.data, expire=expire, tag=value.tag, retry=True)
+            sql = cache._sql
+            for rowid, when in touches:
+                sql(_TOUCH, (when, rowid))
+
+    def delete(self, key: str) -> None:
+        self.cache().delete(key, retry=True)
+
+    # --- admin -----------------------------------------------------------------------------------
+    def entries(self, task: str | None = None) -> Iterator[Entry]:
+        """Every entry (expired ones too, until culled), oldest first; ``task`` filters by task name."""
+        if not (self.directory / "cache.db").exists():
+            return iter(())
+        query, args = _LIST, ()
+        if task is not None:
+            query, args = _LIST + " AND tag = ?", (task,)
+        rows = self.cache()._sql(query + " ORDER BY store_time", args).fetchall()
+        return (Entry(key, tag, stored, accessed, expires, hits or 0, size or 0, bool(in_file))
+                for key, tag, stored, accessed, expires, hits, size, in_file in rows)
+
+    def stats(self, now: float) -> CacheStats:
+        by_task: dict[str, tuple[int, int]] = {}
+        entries = expired = 0
+        for entry in self.entries():
+            entries += 1
+            if entry.expires is not None and entry.expires <= now:
+                expired += 1
+            count, size = by_task.get(entry.task or "?", (0, 0))
+            by_task[entry.task or "?"] = (count + 1, size + entry.size)
+        volume = self.cache().volume() if entries or (self.directory / "cache.db").exists() else 0
+        return CacheStats(str(self.directory), entries, volume, self.size_limit, expired, by_task)
+
+    def clear(self, task: str | None = None, older_than: float | None = None) -> int:
+        """Delete entries (of ``task``, stored before ``older_than``); returns how many."""
+        if not (self.directory / "cache.db").exists():
+            return 0
+        cache = self.cache()
+        if older_than is None:
+            return int(cache.evict(task, retry=True) if task is not None else cache.clear(retry=True))
+        removed = 0
+        for entry in list(self.entries(task)):
+            if entry.stored < older_than and cache.delete(entry.key, retry=True):
+                removed += 1
+        return removed
