@@ -68,16 +68,19 @@ MIGRATIONS: list[tuple[int, str]] = [
     );
     CREATE INDEX task_runs_flow_run ON task_runs(flow_run_id);
 
-    -- Every state a flow or task run went through, in order.
+    -- Every state a flow or task run went through; rowid order is the order they happened in.
+    -- Indexed by flow run only: ids are random, and an index on them would cost a random B-tree
+    -- insert per state (the writer's hot path). A run's history is a short range scan of its flow run.
     CREATE TABLE state_history (
         id INTEGER PRIMARY KEY,
+        flow_run_id TEXT NOT NULL,
         run_id TEXT NOT NULL,
         type TEXT NOT NULL,
         name TEXT NOT NULL,
         message TEXT,
         timestamp REAL NOT NULL
     );
-    CREATE INDEX state_history_run ON state_history(run_id);
+    CREATE INDEX state_history_flow_run ON state_history(flow_run_id);
 
     -- Log lines of a flow run and its task runs (task_run_id NULL: the flow run's own line).
     CREATE TABLE logs (
@@ -93,11 +96,12 @@ MIGRATIONS: list[tuple[int, str]] = [
 
     -- Task run `downstream_id` consumed the result of task run `upstream_id`.
     CREATE TABLE edges (
+        id INTEGER PRIMARY KEY,
         flow_run_id TEXT NOT NULL,
         upstream_id TEXT NOT NULL,
-        downstream_id TEXT NOT NULL,
-        PRIMARY KEY (flow_run_id, upstream_id, downstream_id)
-    ) WITHOUT ROWID;
+        downstream_id TEXT NOT NULL
+    );
+    CREATE INDEX edges_flow_run ON edges(flow_run_id);
     """),
     (2, """
     -- Concurrency limits (nbflow/concurrency/_storage.py). decaying/decayed_at: slots taken by
