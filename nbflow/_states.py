@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import enum
 import time
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Mapping
 
 __all__ = [
     "State",
@@ -41,6 +42,7 @@ class StateType(str, enum.Enum):
 FINAL_TYPES = frozenset({StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})
 
 _NO_DATA: Any = object()  # sentinel: None is a real result
+_NO_DETAILS: Mapping[str, Any] = MappingProxyType({})  # shared: most states have no details
 
 
 class State:
@@ -61,14 +63,14 @@ class State:
         message: str | None = None,
         data: Any = _NO_DATA,
         timestamp: float | None = None,
-        details: dict[str, Any] | None = None,
+        details: Mapping[str, Any] | None = None,
     ) -> None:
         self.type = type
         self.name = name or type.value.title()
         self.message = message
         self._data = data
         self.timestamp = time.time() if timestamp is None else timestamp
-        self.details = details or {}
+        self.details = details or _NO_DETAILS
 
     # --- predicates, named as in Prefect -------------------------------------------------
     def is_scheduled(self) -> bool:

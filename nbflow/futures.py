@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import time
+from queue import Empty, SimpleQueue
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
@@ -19,12 +19,12 @@ class NbflowFuture:
     ``result()`` waits and returns the task's return value, or raises its exception.
     """
 
-    __slots__ = ("task_run", "_future", "_job")
+    __slots__ = ("task_run", "_job")
 
-    def __init__(self, task_run: TaskRun, future: cf.Future, job: Any = None) -> None:
+    def __init__(self, task_run: TaskRun, job: Any) -> None:
         self.task_run = task_run
-        self._future = future  # resolves to the final State
-        self._job = job  # lets a waiting pool worker run a not-yet-started task itself
+        # The runner's completion: done(), wait(timeout) -> bool, state(), add_done_callback(fn).
+        self._job = job
 
     @property
     def task_run_id(self) -> str:
@@ -33,29 +33,27 @@ class NbflowFuture:
     @property
     def state(self) -> State:
         """The current state: final once done, else what the run is doing now."""
-        if self._future.done():
-            return self._future.result()  # type: ignore[no-any-return]
+        if self._job.done():
+            return self._job.state()  # type: ignore[no-any-return]
         return self.task_run.state  # type: ignore[return-value]
 
     def done(self) -> bool:
-        return self._future.done()
+        return self._job.done()  # type: ignore[no-any-return]
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the task run is final, or ``timeout`` seconds pass."""
-        if self._job is not None and not self._future.done():
-            self._job.help()
-        cf.wait((self._future,), timeout)
+        self._job.wait(timeout)
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> Any:
         """The task's return value; its exception if it failed (or the exception, if not raising)."""
-        self.wait(timeout)
-        if not self._future.done():
+        __tracebackhide__ = True
+        if not self._job.wait(timeout):
             raise TimeoutError(f"Task run {self.task_run.name!r} did not finish within {timeout} seconds")
-        return self._future.result().result(raise_on_failure=raise_on_failure)
+        return self._job.state().result(raise_on_failure=raise_on_failure)
 
     def add_done_callback(self, fn: Any) -> None:
         """Call ``fn(future)`` once the task run is final (at once if it already is)."""
-        self._future.add_done_callback(lambda _: fn(self))
+        self._job.add_done_callback(lambda: fn(self))
 
     def __repr__(self) -> str:
         return f"NbflowFuture({self.task_run.name!r}, state={self.state!r})"
@@ -100,7 +98,18 @@ def wait(futures: Iterable[NbflowFuture], timeout: float | None = None) -> DoneA
 
 
 def as_completed(futures: Iterable[NbflowFuture], timeout: float | None = None) -> Iterator[NbflowFuture]:
-    """Yield futures as their task runs finish, first finished first."""
-    by_inner = {f._future: f for f in futures}
-    for inner in cf.as_completed(by_inner, timeout=timeout):
-        yield by_inner[inner]
+    """Yield futures as their task runs finish, first finished first.
+
+    Raises ``TimeoutError`` if ``timeout`` seconds pass before all are done.
+    """
+    futures = list(futures)
+    finished: SimpleQueue[NbflowFuture] = SimpleQueue()
+    for future in futures:
+        future.add_done_callback(finished.put)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for _ in futures:
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            yield finished.get(timeout=remaining)
+        except Empty:
+            raise TimeoutError(f"{len(futures)} futures did not all finish within {timeout} seconds") from None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import os
 import threading
 from collections.abc import Callable
@@ -30,36 +29,45 @@ class TaskRunner(Protocol):
 
 
 class _Job:
-    """One submitted task run. Whoever claims it first runs it: a worker, or a worker that waits for it."""
+    """One submitted task run, and the completion its future waits on.
 
-    __slots__ = ("run", "cancel_fn", "future", "_claim", "pool", "thread")
+    Whoever claims it first runs it: a worker, or a worker that waits for it (see ``help``).
+    Completion is a few slots and plain locks: a ``concurrent.futures.Future`` costs a Condition per
+    task, which dominated memory in 100,000-task flows.
+    """
+
+    __slots__ = ("run", "cancel_fn", "pool", "thread", "_claim", "_done", "_result", "_error", "_waiters", "_callbacks")
 
     def __init__(self, run: Callable[[], State], cancel: Callable[[], State], pool: _Pool) -> None:
-        self.run = run
-        self.cancel_fn = cancel
-        self.future: cf.Future = cf.Future()
-        self._claim = threading.Lock()
+        self.run: Callable[[], State] | None = run
+        self.cancel_fn: Callable[[], State] | None = cancel
         self.pool = pool
         self.thread: threading.Thread | None = None
+        self._claim = threading.Lock()
+        self._done = False
+        self._result: State | None = None
+        self._error: BaseException | None = None
+        self._waiters: list[threading.Lock] | None = None
+        self._callbacks: list[Callable[[], None]] | None = None
 
     def execute(self) -> None:
         if not self._claim.acquire(blocking=False):
             return
-        self.future.set_running_or_notify_cancel()
+        run, self.run, self.cancel_fn = self.run, None, None  # drop arguments as soon as they are used
         self.thread = threading.current_thread()
-        run, self.run = self.run, None  # drop arguments as soon as they are used
         try:
-            self.future.set_result(run())  # type: ignore[misc]
+            result = run()  # type: ignore[misc]
         except BaseException as exc:  # noqa: BLE001 - waiters see it; the lifecycle already recorded it
-            self.future.set_exception(exc)
+            self._complete(None, exc)
+        else:
+            self._complete(result, None)
         finally:
             self.thread = None
 
     def cancel(self) -> None:
         if self._claim.acquire(blocking=False):
-            self.future.set_running_or_notify_cancel()
-            self.run = None
-            self.future.set_result(self.cancel_fn())
+            cancel, self.run, self.cancel_fn = self.cancel_fn, None, None
+            self._complete(cancel(), None)  # type: ignore[misc]
 
     def help(self) -> None:
         """Called by a thread about to wait for this job: a worker of the same pool runs it itself.
@@ -67,8 +75,57 @@ class _Job:
         Without this, tasks that submit and wait for other tasks could fill every worker with waiters
         and deadlock a bounded pool.
         """
-        if getattr(threading.current_thread(), "nbflow_pool", None) is self.pool:
+        if not self._done and getattr(threading.current_thread(), "nbflow_pool", None) is self.pool:
             self.execute()
+
+    # --- completion --------------------------------------------------------------------------
+    def _complete(self, result: State | None, error: BaseException | None) -> None:
+        with self.pool.lock:
+            self._result, self._error, self._done = result, error, True
+            waiters, callbacks = self._waiters, self._callbacks
+            self._waiters = self._callbacks = None
+        for waiter in waiters or ():
+            waiter.release()
+        for callback in callbacks or ():
+            callback()
+
+    def done(self) -> bool:
+        return self._done
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until done or ``timeout``; True when done. Interruptible by Ctrl-C."""
+        if self._done:
+            return True
+        self.help()
+        waiter = threading.Lock()
+        waiter.acquire()
+        with self.pool.lock:
+            if self._done:
+                return True
+            if self._waiters is None:
+                self._waiters = []
+            self._waiters.append(waiter)
+        if waiter.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+            return True
+        with self.pool.lock:
+            if self._waiters is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+        return self._done
+
+    def state(self) -> State:
+        """The final state (or the interrupt that ended the run); only once done."""
+        if self._error is not None:
+            raise self._error
+        return self._result  # type: ignore[return-value]
+
+    def add_done_callback(self, callback: Callable[[], None]) -> None:
+        with self.pool.lock:
+            if not self._done:
+                if self._callbacks is None:
+                    self._callbacks = []
+                self._callbacks.append(callback)
+                return
+        callback()
 
 
 class _Pool:
@@ -81,6 +138,7 @@ class _Pool:
         self._idle = threading.Semaphore(0)
         self._jobs: list[_Job] = []
         self._lock = threading.Lock()
+        self.lock = threading.Lock()  # guards job completion and waiter lists
 
     def submit(self, job: _Job) -> None:
         self._jobs.append(job)
@@ -99,9 +157,8 @@ class _Pool:
             self._idle.release()
 
     def wait_all(self) -> None:
-        for job in self._jobs:
-            job.help()
-        cf.wait([job.future for job in self._jobs])
+        for job in self._jobs:  # also sees jobs that tasks submit while we wait
+            job.wait()
 
     def cancel_all(self) -> None:
         """Cancel jobs that have not started; interrupt the ones that are running."""
@@ -151,7 +208,7 @@ class ThreadPoolTaskRunner:
         if self._pool is None:
             raise RuntimeError("ThreadPoolTaskRunner.submit() needs the runner entered (`with runner:`)")
         job = _Job(run, cancel, self._pool)
-        future = NbflowFuture(task_run, job.future, job)
+        future = NbflowFuture(task_run, job)
         self._pool.submit(job)
         return future
 
