@@ -41,6 +41,10 @@ class CacheHarness:
         self.cache.flush(10)
         self._cm.__exit__(*exc)
 
+    @property
+    def console(self) -> str:
+        return self.console_text.getvalue()
+
     def warnings(self) -> list[str]:
         return [e.message for e in self.recorder.events if isinstance(e, LogEmitted) and e.level == 30]
 

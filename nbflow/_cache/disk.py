@@ -77,6 +77,7 @@ class ResultDisk:
         self._cache: Any = None
         self._identity: tuple[int, int] | None = None
         self._lock = threading.Lock()
+        self.notices: list[str] = []  # things the user should hear about, logged by the next run
 
     # --- the diskcache object ------------------------------------------------------------------
     def cache(self) -> Any:
@@ -118,9 +119,11 @@ class ResultDisk:
             try:
                 shutil.move(str(self.directory), str(aside))
                 os.makedirs(self.directory, mode=0o700, exist_ok=True)
-                return self._new_cache(diskcache)
+                cache = self._new_cache(diskcache)
             except Exception as again:
                 raise DiskUnavailable(f"the result cache at {self.directory} is unusable: {exc}") from again
+            self.notices.append(f"The result cache database was damaged ({exc}); moved it to {aside} and started an empty cache")
+            return cache
         except OSError as exc:
             raise DiskUnavailable(f"cannot open the result cache at {self.directory}: {exc}") from exc
 

@@ -70,6 +70,12 @@ class ResultCache:
     # --- what the engine calls -----------------------------------------------------------------
     def lookup(self, task: Task, task_run: TaskRun, parameters: dict[str, Any], ctx: FlowRunContext) -> State | None:
         """The ``Cached`` state of a hit, or None to run the task (setting ``task_run.cache_key``)."""
+        state = self._lookup(task, task_run, parameters, ctx)
+        if self.disk.notices:
+            self._tell(ctx, task_run)
+        return state
+
+    def _lookup(self, task: Task, task_run: TaskRun, parameters: dict[str, Any], ctx: FlowRunContext) -> State | None:
         options = task.options
         if options.persist_result is False:
             return None  # never written, so nothing to find
@@ -247,6 +253,11 @@ class ResultCache:
             self._warned.clear()
         self._warned.add(marker)
         log(self.bus, task_run, logging.WARNING, message, self.clock.now())
+
+    def _tell(self, ctx: FlowRunContext, task_run: TaskRun) -> None:
+        while self.disk.notices:
+            message = self.disk.notices.pop(0)
+            self._warn(ctx, task_run, ("notice", message), message)
 
     def _warn_unavailable(self, ctx: FlowRunContext, task_run: TaskRun, exc: BaseException) -> None:
         self.disk.broken(exc)

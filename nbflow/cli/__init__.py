@@ -15,6 +15,7 @@ __all__ = ["main", "CliError"]
 # `parser.set_defaults(handler=fn)` and get the parsed `args`, returning an exit status or None.
 _GROUPS = (
     "nbflow.cli.config",
+    "nbflow.cli.cache",
 )
 
 
