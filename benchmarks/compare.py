@@ -1,0 +1,311 @@
+"""nbflow vs Prefect vs Dask: the same workloads, one run, one table.
+
+    python benchmarks/compare.py                 # everything, about 3 minutes with Prefect
+    python benchmarks/compare.py --quick         # small N, a smoke test
+    python benchmarks/compare.py --only nbflow   # skip the peers (also: --only nbflow,dask)
+    python benchmarks/compare.py --json out.json
+
+Every measurement that depends on a cold interpreter (import, first flow run, peak RSS) runs in a
+fresh process with a fresh, empty home folder; console logging stays on and goes to /dev/null.
+Prefect runs against its own ephemeral local server (no `prefect server start`), as a notebook
+user gets it. Other feature benchmarks (`benchmarks/<name>.py` with `run() -> list[dict]`) are
+picked up and their rows printed too; see benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import BENCH_DIR, REPO_ROOT, Homes, ProcResult, base_env, median, run_worker, time_command, time_import  # noqa: E402
+from _table import FRAMEWORKS, NA, TITLES, Row, render, row_from_plugin  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Sizes:
+    n: int  # tasks in the chain, the submitted fan and the RSS flow
+    import_reps: int
+    steady_reps: int
+    big: int  # tasks in the store stress flow
+    read: int  # task runs in the run that is read back
+    cache_hits: int
+    acquires: int
+
+
+FULL = Sizes(n=1000, import_reps=7, steady_reps=20, big=100_000, read=10_000, cache_hits=1000, acquires=1000)
+QUICK = Sizes(n=100, import_reps=3, steady_reps=5, big=2_000, read=1_000, cache_hits=100, acquires=100)
+
+# What a user types before they can run the workload.
+IMPORTS = {
+    "nbflow": "from nbflow import flow, task",
+    "prefect": "from prefect import flow, task",
+    "dask": "import dask; from dask import delayed; import dask.threaded",
+}
+DISTRIBUTIONS = {"prefect": "prefect", "dask": "dask"}
+
+
+def progress(message: str) -> None:
+    print(f"… {message}", file=sys.stderr, flush=True)
+
+
+def installed(framework: str) -> bool:
+    if framework == "nbflow":
+        return (REPO_ROOT / "nbflow" / "__init__.py").exists() or importlib.util.find_spec("nbflow") is not None
+    return importlib.util.find_spec(framework) is not None
+
+
+def version(framework: str) -> str:
+    if framework != "nbflow":
+        try:
+            return importlib.metadata.version(DISTRIBUTIONS[framework])
+        except importlib.metadata.PackageNotFoundError:
+            return "not installed"
+    text = (REPO_ROOT / "nbflow" / "__init__.py").read_text()
+    found = re.search(r'__version__\s*=\s*"([^"]+)"', text)
+    described = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
+                               capture_output=True, text=True)
+    commit = f" ({described.stdout.strip()})" if described.returncode == 0 else ""
+    return (found.group(1) if found else "dev") + commit
+
+
+class Bench:
+    """One benchmark run: which frameworks, what sizes, the rows gathered so far."""
+
+    def __init__(self, frameworks: list[str], sizes: Sizes) -> None:
+        self.sizes = sizes
+        self.frameworks = frameworks
+        self.present = [fw for fw in frameworks if installed(fw)]
+        self.homes = Homes()
+        self.home: dict[str, Path] = {}
+        self.rows: list[Row] = []
+        self.tracebacks: list[str] = []
+        progress("python -c pass")
+        self.startup_s = median(time_command([sys.executable, "-c", "pass"], base_env(), 5))
+
+    # -- running -------------------------------------------------------------------------------
+    def env(self, framework: str, home: Path | None = None, **extra: str) -> dict[str, str]:
+        home = home or self.home[framework]
+        key = "PREFECT_HOME" if framework == "prefect" else "NBFLOW_HOME"
+        if self.sizes is QUICK:
+            extra.setdefault("NBFLOW_BENCH_QUICK", "1")
+        extra.setdefault("NBFLOW_BENCH_ONLY", ",".join(self.frameworks))
+        return base_env(**{key: str(home)}, **extra)
+
+    def job(self, framework: str, job: str, home: Path | None = None, env: dict[str, str] | None = None,
+            **params: object) -> ProcResult:
+        progress(f"{TITLES.get(framework, framework)}: {job} {params or ''}")
+        result = run_worker(framework, job, env or self.env(framework, home), **params)
+        if result.error and result.traceback:
+            self.tracebacks.append(f"{framework} {job}: {result.error}\n{result.traceback}")
+        return result
+
+    def row(self, workload: str, unit: str, **kw: object) -> Row:
+        row = Row(workload, unit, **kw)  # type: ignore[arg-type]
+        for fw in FRAMEWORKS:
+            if fw not in self.frameworks:
+                row.set(fw, None, "not run")
+            elif fw not in self.present:
+                row.set(fw, None, "not installed")
+            else:
+                row.set(fw, None, NA)
+        self.rows.append(row)
+        return row
+
+    def put(self, row: Row, framework: str, result: ProcResult, value: float | None) -> None:
+        """Record `value`, or say in the row why there is none."""
+        if result.skipped:
+            row.set(framework, None, "skipped")
+            row.notes.append(f"{TITLES[framework]}: {result.skipped}")
+        elif result.error:
+            row.set(framework, None, "error")
+            row.notes.append(f"{TITLES[framework]} failed: {result.error}")
+            row.error = row.error or framework == "nbflow"
+        else:
+            row.set(framework, value)
+
+    # -- workloads -----------------------------------------------------------------------------
+    def core(self) -> None:
+        s = self.sizes
+        imp = self.row("import, fresh process", "ms", target="< 150 ms", target_max=150.0)
+        own = self.row("import, own code (timed inside the process)", "ms", target="< 50 ms",
+                       target_max=50.0)
+        first = self.row("first flow run, new process, empty home", "ms", target="< 300 ms", target_max=300.0)
+        steady = self.row("empty flow run, after the first", "µs", target="< 1,000 µs", target_max=1000.0)
+        chain = self.row(f"{s.n:,}-task chain, per task", "µs", target="≤ Prefect/100 and < Dask")
+        fan = self.row(f"{s.n:,} submitted tasks, per task", "µs", target="≤ Prefect/50 and < Dask")
+        rss = self.row(f"peak RSS, process running a {s.n:,}-task flow", "MB", target="< 100 MB",
+                       target_max=100.0)
+        self.throughput: dict[str, ProcResult] = {}
+        for fw in self.present:
+            self.home[fw] = self.homes.new(fw)
+            progress(f"{TITLES[fw]}: import ×{s.import_reps}")
+            try:
+                walls, inside = time_import(IMPORTS[fw], self.env(fw), s.import_reps)
+                imp.set(fw, median(walls) * 1000)
+                own.set(fw, median(inside) * 1000)
+            except RuntimeError as exc:
+                imp.set(fw, None, "error")
+                own.set(fw, None, "error")
+                imp.notes.append(f"{TITLES[fw]} import failed: {exc}")
+                imp.error = imp.error or fw == "nbflow"
+            r = self.job(fw, "first", steady_reps=s.steady_reps)
+            self.put(first, fw, r, r.data.get("first_s", 0) * 1000)
+            self.put(steady, fw, r, r.data.get("steady_s", 0) * 1e6)
+            r = self.throughput[fw] = self.job(fw, "throughput", n=s.n)
+            per_task = {k: (r.data[k] - r.data["empty_s"]) / s.n * 1e6
+                        for k in ("chain_s", "submit_s") if k in r.data}
+            self.put(chain, fw, r, per_task.get("chain_s"))
+            self.put(fan, fw, r, per_task.get("submit_s"))
+            r = self.job(fw, "rss", n=s.n)
+            self.put(rss, fw, r, r.peak_rss_mb)
+        for row, factor in ((chain, 100), (fan, 50)):
+            bounds = [v for v in (_div(row.values.get("prefect"), factor), row.values.get("dask")) if v]
+            row.target_max = min(bounds) if bounds else None
+        imp.notes.append("median wall time of `python -c \"<import>\"`, " + "; ".join(
+            f"{TITLES[fw]}: `{IMPORTS[fw]}`" for fw in self.present))
+        if "prefect" in self.present:
+            first.notes.append("Prefect's first run includes creating its database and starting its "
+                               "ephemeral API server")
+        if "dask" in self.present:
+            steady.notes.append("Dask has no flows: its 'empty flow' is computing a one-node delayed "
+                                "graph, its flows are delayed graphs on the threaded scheduler")
+        rss.notes.append("whole process tree (Prefect's ephemeral server is a child process)")
+
+    def store(self) -> None:
+        s = self.sizes
+        ratio = self.row("store on / store off, per-task overhead", "×", target="≤ 1.3", target_max=1.3)
+        big_wall = self.row(f"{s.big:,} submitted tasks, store on: wall", "s")
+        big_rss = self.row(f"{s.big:,} submitted tasks, store on: peak RSS", "MB", target="< 400 MB",
+                           target_max=400.0)
+        read = self.row(f"read one run of {s.read:,} task runs + edges", "ms", target="< 100 ms",
+                        target_max=100.0)
+        if "nbflow" not in self.present:
+            return
+        on = self.throughput.get("nbflow")
+        if on is None or not on.data.get("store_file"):
+            for row in (ratio, big_wall, big_rss, read):
+                row.set("nbflow", None, "skipped")
+            ratio.notes.append("nbflow: run store not built yet (no nbflow.db written)")
+            return
+        off_env = self.env("nbflow", self.homes.new("nbflow-store-off"), NBFLOW_STORE_ENABLED="false")
+        off = self.job("nbflow", "throughput", env=off_env, n=s.n, parts=["chain"])
+        if "chain_s" in off.data and "chain_s" in on.data:
+            per = [(d["chain_s"] - d["empty_s"]) / s.n for d in (on.data, off.data)]
+            self.put(ratio, "nbflow", off, per[0] / per[1] if per[1] > 0 else None)
+            ratio.notes.append(f"{s.n:,}-task chain: {per[0] * 1e6:.1f} µs/task with the store, "
+                               f"{per[1] * 1e6:.1f} µs/task without")
+        else:
+            self.put(ratio, "nbflow", off, None)
+        r = self.job("nbflow", "big_flow", home=self.homes.new("nbflow-big"), n=s.big)
+        self.put(big_wall, "nbflow", r, r.data.get("wall_s"))
+        self.put(big_rss, "nbflow", r, r.peak_rss_mb)
+        home = self.homes.new("nbflow-read")
+        written = self.job("nbflow", "write_run", home=home, n=s.read)
+        r = written if (written.skipped or written.error) else self.job("nbflow", "read_run", home=home, n=s.read)
+        self.put(read, "nbflow", r, r.data.get("read_s", 0) * 1000)
+        if not (r.skipped or r.error):
+            read.notes.append("fresh process: flow_run(id) + task_runs(id) + graph(id)")
+
+    def features(self) -> None:
+        s = self.sizes
+        hit = self.row("cache hit, small input, per call", "µs", target="< 150 µs and ≤ Prefect/30")
+        acq = self.row("concurrency slot, uncontended acquire + release", "µs", target="< 1,000 µs",
+                       target_max=1000.0)
+        for fw in ("nbflow", "prefect"):
+            if fw not in self.present:
+                continue
+            r = self.job(fw, "cache_hit", n=s.cache_hits)
+            self.put(hit, fw, r, r.data.get("hit_s", 0) * 1e6)
+            r = self.job(fw, "concurrency", n=s.acquires)
+            self.put(acq, fw, r, r.data.get("acquire_release_s", 0) * 1e6)
+        prefect_hit = hit.values.get("prefect")
+        hit.target_max = min(150.0, prefect_hit / 30) if prefect_hit else 150.0
+        hit.notes.append("`cache_key_fn=task_input_hash`, the same input every call, inside a flow")
+
+    def plugins(self) -> None:
+        """Rows from other features' benchmark modules (benchmarks/<name>.py with `run()`)."""
+        for path in sorted(BENCH_DIR.glob("[a-z]*.py")):
+            if path.name == "compare.py" or "def run(" not in path.read_text():
+                continue
+            home = self.homes.new(f"plugin-{path.stem}")
+            r = self.job("plugin", path.stem, env=self.env("nbflow", home))
+            if r.error or r.skipped or not isinstance(r.data.get("rows"), list):
+                row = self.row(f"{path.name}", "")
+                word = "skipped" if r.skipped else "error"
+                row.set("nbflow", None, word)
+                row.notes.append(f"{path.name}: {r.skipped or r.error or 'run() returned no list'}")
+                row.error = not r.skipped
+                continue
+            for raw in r.data["rows"]:
+                row = row_from_plugin(raw)
+                for fw in FRAMEWORKS:
+                    if fw not in self.frameworks and row.values.get(fw) is None:
+                        row.set(fw, None, "not run")
+                self.rows.append(row)
+
+
+def _div(value: float | None, by: float) -> float | None:
+    return value / by if value is not None else None
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small N: a smoke test, not a measurement")
+    parser.add_argument("--only", default=",".join(FRAMEWORKS),
+                        help="comma-separated frameworks to run (nbflow, prefect, dask); default all")
+    parser.add_argument("--json", metavar="PATH", help="also write the rows and versions as JSON")
+    args = parser.parse_args(argv)
+    chosen = [f.strip().lower() for f in args.only.split(",") if f.strip()]
+    unknown = sorted(set(chosen) - set(FRAMEWORKS))
+    if unknown or not chosen:
+        parser.error(f"--only takes a comma-separated list of {', '.join(FRAMEWORKS)}; got {args.only!r}")
+    args.frameworks = [f for f in FRAMEWORKS if f in chosen]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    bench = Bench(args.frameworks, sizes)
+    versions = {fw: version(fw) if installed(fw) else "not installed" for fw in args.frameworks}
+    baseline = bench.startup_s * 1000
+    try:
+        bench.core()
+        bench.store()
+        bench.features()
+        bench.plugins()
+    finally:
+        bench.homes.cleanup()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    machine = f"Python {platform.python_version()}, {platform.system()} {platform.machine()}, " \
+              f"{os.cpu_count()} CPUs, load average {load:.1f} at the end"
+    print("nbflow benchmarks: " + ", ".join(f"{TITLES[fw]} {v}" for fw, v in versions.items()))
+    print(f"{machine}; `python -c pass` takes {baseline:.0f} ms; N = {sizes.n:,}"
+          + (" (--quick: small N, not a measurement)" if args.quick else ""))
+    print("Per-task figures: (flow with N tasks - empty flow) / N. Ratios: peer / nbflow "
+          "(above 1: nbflow is faster or smaller).")
+    print()
+    print(render(bench.rows))
+    for tb in bench.tracebacks:
+        print("\n" + tb, file=sys.stderr)
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "versions": versions, "machine": machine, "python_startup_ms": baseline,
+            "quick": args.quick, "sizes": sizes.__dict__, "rows": [r.to_json() for r in bench.rows],
+        }, indent=2))
+    return 1 if any(r.error for r in bench.rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
