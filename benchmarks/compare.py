@@ -193,10 +193,10 @@ class Bench:
         if "nbflow" not in self.present:
             return
         on = self.throughput.get("nbflow")
-        if on is None or not on.data.get("store_file"):
+        if on is None or not on.data.get("store_file") or on.data.get("stored_task_runs") == 0:
             for row in (ratio, big_wall, big_rss, read):
                 row.set("nbflow", None, "skipped")
-            ratio.notes.append("nbflow: run store not built yet (no nbflow.db written)")
+            ratio.notes.append("nbflow: run store not built yet (no task runs in nbflow.db)")
             return
         off_env = self.env("nbflow", self.homes.new("nbflow-store-off"), NBFLOW_STORE_ENABLED="false")
         off = self.job("nbflow", "throughput", env=off_env, n=s.n, parts=["chain"])
