@@ -123,12 +123,24 @@ class ConsoleLogger:
         self._stream = stream
         self._lock = threading.Lock()
         self._clock_text = _ClockText()
+        self._claimed: set[str] = set()
+
+    def claim(self, flow_run_id: str) -> None:
+        """Leave the lines of this flow run to another printer (a notebook prints a cell's runs in that cell)."""
+        self._claimed.add(flow_run_id)
+
+    def release(self, flow_run_id: str) -> None:
+        self._claimed.discard(flow_run_id)
 
     def __call__(self, event: Event) -> None:
         if event.__class__ is not LogEmitted:
             return
         if event.level < self.level:  # type: ignore[union-attr]
             return
+        if self._claimed:
+            run = event.run  # type: ignore[union-attr]
+            if (run.flow_run_id if run.__class__ is TaskRun else run.id) in self._claimed:
+                return
         if not self.task_lines and event.level < logging.WARNING and event.run.__class__ is TaskRun:  # type: ignore[union-attr]
             return
         with self._lock:

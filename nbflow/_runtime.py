@@ -7,6 +7,7 @@ their own and enter it with ``use_runtime``. Nothing else in the engine reaches 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
@@ -89,6 +90,9 @@ class Runtime:
         from nbflow._cache.store import ResultCache  # always on: it only costs something when used
 
         runtime.cache = ResultCache.attach(runtime)
+        notebook = sys.modules.get("nbflow.jupyter._session")  # loaded by `%load_ext nbflow` only
+        if notebook is not None:
+            notebook.attach(runtime)
         return runtime
 
 
