@@ -19,7 +19,6 @@ import hashlib
 import logging
 import pickle
 import sys
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +28,7 @@ from nbflow._cache.locks import LOCKS_SUPPORTED, KeyLocks
 from nbflow._cache.writer import Writer
 from nbflow._context import FlowRunContext, TaskRunContext
 from nbflow._events import StateChanged
+from nbflow._runs import FlowRun
 from nbflow._hashing import UnhashableInputError
 from nbflow._logging import log
 from nbflow.cache_policies import DEFAULT, CacheKeyFnPolicy, CachePolicy, NoCache
@@ -43,6 +43,8 @@ __all__ = ["ResultCache", "in_rerun", "task_policy"]
 _KEY_PREFIX = b"nbflow-result:1\0"  # bump to orphan every old entry if the stored format changes
 _TOUCH_EVERY = 60.0  # seconds: LRU order needs no finer access times than this
 _MAX_REMEMBERED = 50_000
+_FLUSH_AT_END_SECONDS = 60.0
+_FINAL = states.FINAL_TYPES
 
 
 class ResultCache:
@@ -58,9 +60,8 @@ class ResultCache:
         self._warned: set[tuple[Any, ...]] = set()
         self._touched: dict[int, float] = {}
         self._held: dict[str, tuple[str, int]] = {}  # task run id -> (key, lock handle)
-        self._subscribed = False
-        self._lock = threading.Lock()
         self._policies: dict[int, tuple[Any, CachePolicy, bool]] = {}
+        bus.subscribe(self._on_event)
 
     @classmethod
     def attach(cls, runtime: Any) -> ResultCache:
@@ -221,23 +222,21 @@ class ResultCache:
         if hit is not None:
             self.locks.release(key, handle)
             return hit
-        self._held[task_run.id] = (key, handle)
-        self._ensure_subscribed()
+        self._held[task_run.id] = (key, handle)  # released by store(), or by _on_event if it fails
         return None
 
-    def _ensure_subscribed(self) -> None:
-        # A task that fails never reaches store(): its final state event releases the lock.
-        if not self._subscribed:
-            with self._lock:
-                if not self._subscribed:
-                    self.bus.subscribe(self._on_event)
-                    self._subscribed = True
-
     def _on_event(self, event: Any) -> None:
-        if self._held and event.__class__ is StateChanged and event.state.is_final():
-            held = self._held.pop(event.run.id, None)
+        if event.__class__ is not StateChanged or event.state.type not in _FINAL:
+            return
+        run = event.run
+        if self._held:
+            held = self._held.pop(run.id, None)  # a task that failed never reaches store()
             if held is not None:
                 self.locks.release(*held)
+        if run.__class__ is FlowRun and run.parent_flow_run_id is None and self.writer.pending:
+            # When a top-level flow run returns, its results are on disk: a rerun from another
+            # process (`nbflow flow-run rerun`) started right after finds them.
+            self.writer.flush(_FLUSH_AT_END_SECONDS)
 
     # --- upkeep ------------------------------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> bool:

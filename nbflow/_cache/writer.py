@@ -1,17 +1,18 @@
 """The background writer: persists results in batches on its own thread, off the task's hot path.
 
-A SQLite write transaction costs ~100 µs or more; a task should not wait for one. ``put`` queues the
-already-pickled result and returns; the thread writes everything queued since its last write in one
-transaction. Until written, an entry is readable from ``pending`` (read-your-writes in this process).
-The thread ends after a second without work and starts again on the next ``put``, so idle runtimes
-(tests make many) hold no threads. ``flush`` waits for everything queued so far; the process flushes
-at exit.
+A SQLite write transaction costs ~100 µs or more; a task should not wait for one. ``put`` appends the
+already-pickled result to a deque (no lock) and returns; the thread wakes, waits ``BATCH_SECONDS`` for
+more to arrive, and writes everything queued in one transaction. Until written, an entry is readable
+from ``pending`` (read-your-writes in this process). The thread ends after a second without work and
+starts again on the next ``put``, so idle runtimes (tests make many) hold no threads. ``flush`` waits
+for everything queued before it; the process flushes at exit.
 """
 
 from __future__ import annotations
 
 import atexit
 import collections
+import os
 import threading
 import weakref
 from collections.abc import Callable
@@ -21,7 +22,8 @@ from nbflow._cache.disk import ResultDisk
 
 __all__ = ["Writer", "Pending"]
 
-_MAX_BATCH_OPS = 512
+BATCH_SECONDS = 0.02  # long enough to gather a batch, short enough that results land soon
+_MAX_BATCH_OPS = 5_000
 _MAX_BATCH_BYTES = 256 * 2**20
 _IDLE_SECONDS = 1.0
 
@@ -40,14 +42,21 @@ class Writer:
 
     def __init__(self, disk: ResultDisk, on_error: Callable[[BaseException], None]) -> None:
         self.disk = disk
+        self._on_error = on_error
+        self._reset()
+        _WRITERS.add(self)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._reset)  # threads do not survive a fork
+
+    def _reset(self) -> None:
         self.pending: dict[str, Pending] = {}
         self._ops: collections.deque[tuple[str, Any]] = collections.deque()
-        self._cond = threading.Condition()
+        self._wake = threading.Event()
+        self._idle = True  # no thread, or it sleeps: the next op must wake it
         self._thread: threading.Thread | None = None
-        self._busy = False
-        self._on_error = on_error
-        _WRITERS.add(self)
+        self._start_lock = threading.Lock()
 
+    # --- any thread ----------------------------------------------------------------------------
     def put(self, key: str, data: bytes, expire_at: float | None, tag: str | None) -> None:
         item = Pending(key, data, expire_at, tag)
         self.pending[key] = item
@@ -61,65 +70,90 @@ class Writer:
         self._push(("delete", key))
 
     def _push(self, op: tuple[str, Any]) -> None:
-        with self._cond:
-            self._ops.append(op)
+        self._ops.append(op)
+        if self._idle:
+            self._wake_up()
+
+    def _wake_up(self) -> None:
+        with self._start_lock:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="nbflow-cache-writer", daemon=True)
+                self._thread = threading.Thread(target=self._loop, name="nbflow-cache-writer", daemon=True)
                 self._thread.start()
-            else:
-                self._cond.notify_all()
+        self._wake.set()
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything queued so far is written; False if ``timeout`` ran out first."""
-        with self._cond:
-            return self._cond.wait_for(lambda: not self._ops and not self._busy, timeout)
+        """Wait until everything queued before this call is written; False if ``timeout`` ran out."""
+        if self._thread is None and not self._ops:
+            return True  # no thread: nothing queued, nothing being written
+        if threading.current_thread() is self._thread:
+            return False
+        done = threading.Event()
+        self._ops.append(("marker", done))
+        self._wake_up()
+        return done.wait(timeout)
 
-    def _run(self) -> None:
+    # --- the writer thread ---------------------------------------------------------------------
+    def _loop(self) -> None:
+        ops = self._ops
         while True:
-            with self._cond:
-                if not self._ops:
-                    self._cond.wait_for(lambda: bool(self._ops), _IDLE_SECONDS)
-                    if not self._ops:
+            self._idle = False
+            batch = self._take()
+            if batch:
+                self._write(batch)
+                self._wake.wait(BATCH_SECONDS)  # let the next batch gather
+                self._wake.clear()
+                continue
+            self._idle = True
+            if ops:
+                continue  # appended while we were deciding to sleep
+            if not self._wake.wait(_IDLE_SECONDS):
+                with self._start_lock:
+                    if not ops:
                         self._thread = None
-                        self._cond.notify_all()
                         return
-                batch = self._take()
-                self._busy = True
-            try:
-                self._apply(batch)
-            except Exception as exc:  # never let the thread die: report, drop the batch, go on
-                self._on_error(exc)
-            finally:
-                with self._cond:
-                    for kind, value in batch:
-                        if kind == "set" and self.pending.get(value.key) is value:
-                            del self.pending[value.key]
-                    self._busy = False
-                    self._cond.notify_all()
+            self._wake.clear()
 
     def _take(self) -> list[tuple[str, Any]]:
         batch: list[tuple[str, Any]] = []
         size = 0
-        while self._ops and len(batch) < _MAX_BATCH_OPS and size < _MAX_BATCH_BYTES:
-            op = self._ops.popleft()
-            batch.append(op)
-            if op[0] == "set":
-                size += len(op[1].data)
+        popleft = self._ops.popleft
+        try:
+            while len(batch) < _MAX_BATCH_OPS and size < _MAX_BATCH_BYTES:
+                op = popleft()
+                batch.append(op)
+                if op[0] == "set":
+                    size += len(op[1].data)
+        except IndexError:
+            pass
         return batch
 
-    def _apply(self, batch: list[tuple[str, Any]]) -> None:
+    def _write(self, batch: list[tuple[str, Any]]) -> None:
         # Writes keep their order (a delete of a broken entry, then its recomputed value); access
         # times only feed LRU eviction, so they go last and only the latest per row counts.
-        ops: list[tuple[str, Any]] = []
+        writes: list[tuple[str, Any]] = []
         touches: dict[int, float] = {}
+        markers: list[threading.Event] = []
         for kind, value in batch:
             if kind == "touch":
                 touches[value[0]] = value[1]
+            elif kind == "marker":
+                markers.append(value)
             elif kind == "set" and self.pending.get(value.key) is not value:
                 continue  # replaced by a newer result for the same key, or deleted: skip
             else:
-                ops.append((kind, value))
-        self.disk.write(ops, list(touches.items()))
+                writes.append((kind, value))
+        try:
+            if writes or touches:
+                self.disk.write(writes, list(touches.items()))
+        except Exception as exc:  # never let the thread die: report, drop the batch, go on
+            self._on_error(exc)
+        finally:
+            pending = self.pending
+            for kind, value in writes:
+                if kind == "set" and pending.get(value.key) is value:
+                    del pending[value.key]
+            for marker in markers:
+                marker.set()
 
 
 _WRITERS: weakref.WeakSet[Writer] = weakref.WeakSet()
