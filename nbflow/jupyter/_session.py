@@ -229,18 +229,22 @@ def _monitor_suppressed() -> bool:
 def _show_monitor(runtime: Runtime, run: FlowRun) -> Any:
     """Show a live monitor of ``run`` under the running cell; None if the widget cannot be shown.
 
-    The one place the notebook session calls the monitor widget.
+    The one place the notebook session calls the monitor widget. A monitor that fails must not fail
+    the run (this runs inside a run event): the run goes on unmonitored, and says why once.
     """
-    from nbflow.exceptions import NbflowError
-
     try:
         from nbflow.jupyter._widget import RunMonitor
-    except ImportError:  # anywidget / ipywidgets not installed: runs go on, unmonitored
-        return None
-    try:
-        return RunMonitor.attach(runtime.bus, run, show=True)
-    except NbflowError as exc:  # the front-end bundle is missing: say so, run without a monitor
-        import warnings
 
-        warnings.warn(str(exc), stacklevel=2)
+        return RunMonitor.attach(runtime.bus, run, show=True)
+    except Exception as exc:  # noqa: BLE001 - e.g. anywidget missing, or the front-end bundle not built
+        _warn_once(f"nbflow: no run monitor ({type(exc).__name__}: {exc}); the run goes on without one.")
         return None
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        print(message, file=sys.stderr)

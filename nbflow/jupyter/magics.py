@@ -165,10 +165,10 @@ class FlowMagics(Magics):
             raise user_error(self.shell, exc)  # noqa: B904 - the user's exception, chain untouched
         return result
 
-    def _monitor(self, run_id: str | None) -> Any:
+    def _monitor(self, run_id: str | None) -> None:
         from nbflow.jupyter._lookup import open_monitor
 
-        return open_monitor(self.session, run_id)
+        open_monitor(self.session, run_id)  # displays it
 
     def _cache_clear(self, task: str | None) -> None:
         import nbflow.cache
