@@ -1,0 +1,47 @@
+"""Concurrency limits for ``async`` code: ``async with concurrency("name"):``, ``await rate_limit(...)``.
+
+Waiting is done with ``await``, so other coroutines on the event loop keep running meanwhile. Each
+try is one short SQLite statement run on the loop (tens of microseconds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+
+from nbflow.concurrency._service import check_names, check_occupy, check_timeout, service_for
+
+__all__ = ["concurrency", "rate_limit"]
+
+
+@asynccontextmanager
+async def concurrency(
+    names: str | Iterable[str],
+    occupy: int = 1,
+    timeout_seconds: float | None = None,
+    strict: bool = False,
+) -> AsyncIterator[None]:
+    """``nbflow.concurrency.sync.concurrency`` for ``async with``; same arguments, same errors."""
+    names = check_names(names)
+    occupy, timeout = check_occupy(occupy), check_timeout(timeout_seconds)
+    if not names:
+        yield
+        return
+    service = service_for()
+    lease = await service.aacquire(names, occupy, timeout, strict)
+    try:
+        yield
+    finally:
+        service.release(lease)
+
+
+async def rate_limit(
+    names: str | Iterable[str],
+    occupy: int = 1,
+    timeout_seconds: float | None = None,
+    strict: bool = False,
+) -> None:
+    """``nbflow.concurrency.sync.rate_limit`` for async code: ``await rate_limit("api")``."""
+    names = check_names(names)
+    if names:
+        await service_for().aacquire(names, check_occupy(occupy), check_timeout(timeout_seconds), strict, mode="rate")
