@@ -90,6 +90,9 @@ class Runtime:
         from nbflow._cache.store import ResultCache  # always on: it only costs something when used
 
         runtime.cache = ResultCache.attach(runtime)
+        from nbflow.concurrency._service import attach as attach_limits  # opens nothing until used
+
+        attach_limits(runtime)
         notebook = sys.modules.get("nbflow.jupyter._session")  # loaded by `%load_ext nbflow` only
         if notebook is not None:
             notebook.attach(runtime)
