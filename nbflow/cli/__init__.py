@@ -16,6 +16,7 @@ __all__ = ["main", "CliError"]
 _GROUPS = (
     "nbflow.cli.config",
     "nbflow.cli.cache",
+    "nbflow.cli.concurrency",
 )
 
 
