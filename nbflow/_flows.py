@@ -97,6 +97,13 @@ class Flow(Generic[R]):
         bound = inspect.BoundArguments(self.signature, parameters)  # type: ignore[arg-type]
         return bound.args, bound.kwargs
 
+    def rerun(self, flow_run_id: str | None = None, *, return_state: bool = False) -> Any:
+        """Run again with the parameters of an earlier run (default: the latest), as a new flow run
+        linked to it: tasks whose inputs and code are unchanged end ``Cached`` without running."""
+        from nbflow._cache.rerun import rerun
+
+        return rerun(self, flow_run_id, return_state=return_state)
+
     def __repr__(self) -> str:
         return f"Flow(name={self.name!r})"
 

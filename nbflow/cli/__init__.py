@@ -17,6 +17,7 @@ _GROUPS = (
     "nbflow.cli.config",
     "nbflow.cli.cache",
     "nbflow.cli.concurrency",
+    "nbflow.cli.rerun",  # adds `rerun` to `flow-run`: keep it after the module that defines `flow-run`
 )
 
 

@@ -1,0 +1,211 @@
+"""Rerun a flow run: the same parameters, a new flow run linked to the old one, cached tasks reused.
+
+In a rerun every task looks its key up (inputs + source by default), so tasks whose inputs and code
+are unchanged end ``Cached`` without running; failed tasks, edited tasks and every task downstream of
+a changed result (its inputs changed) run. ``flow.rerun()`` does it where the flow is defined;
+``nbflow flow-run rerun ID`` imports the flow from where the run recorded it was defined.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import pickle
+import sqlite3
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nbflow.exceptions import NbflowError
+
+if TYPE_CHECKING:
+    from nbflow._flows import Flow
+
+__all__ = ["RecordedRun", "find_flow_run", "flow_entrypoint", "load_flow", "rerun"]
+
+_MAIN = "__main__"
+
+
+@dataclass(frozen=True)
+class RecordedRun:
+    """What a rerun needs of an earlier flow run."""
+
+    id: str
+    name: str
+    flow_name: str
+    flow_ref: str | None  # "module:qualname" or "/path/to/script.py:qualname"
+    parameters_pickle: bytes | None
+    parameters_error: str | None
+
+    def parameters(self) -> dict[str, Any]:
+        if self.parameters_pickle is None:
+            why = self.parameters_error or "they were not recorded"
+            raise NbflowError(
+                f"Cannot rerun flow run {self.name!r}: its parameters were not kept ({why}). "
+                "Call the flow again with its parameters instead."
+            )
+        try:
+            return pickle.loads(self.parameters_pickle)
+        except Exception as exc:
+            raise NbflowError(
+                f"Cannot rerun flow run {self.name!r}: its parameters no longer load ({type(exc).__name__}: {exc}). "
+                "A value defined in a notebook loads only in that notebook's kernel, after its cell ran; "
+                "or call the flow again with its parameters."
+            ) from None
+
+
+def flow_entrypoint(fn: Any) -> str:
+    """Where ``fn`` (a flow's function) can be imported from by another process.
+
+    ``"package.module:qualname"``; for a script run as ``python script.py``, ``"/abs/script.py:qualname"``;
+    ``"__main__:qualname"`` for code typed in a notebook or REPL, which no other process can import.
+    """
+    module = getattr(fn, "__module__", None) or _MAIN
+    qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "?")
+    if module == _MAIN:
+        main_file = getattr(sys.modules.get(_MAIN), "__file__", None)
+        code_file = getattr(getattr(fn, "__code__", None), "co_filename", None)
+        if main_file and code_file and main_file.endswith(".py") and _same_path(main_file, code_file):
+            return f"{os.path.abspath(main_file)}:{qualname}"
+    return f"{module}:{qualname}"
+
+
+def _same_path(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+# --- finding the run ---------------------------------------------------------------------------------
+
+_COLUMNS = "id, name, flow_name, flow_ref, parameters_pickle, parameters_error"
+
+
+def find_flow_run(home: Path, flow_run_id: str | None = None, flow_name: str | None = None) -> RecordedRun:
+    """The flow run ``flow_run_id`` (an id, a unique id prefix, or a run name), else the latest
+    top-level run of ``flow_name``. Raises ``NbflowError`` saying what to do when there is none."""
+    path = Path(home) / "nbflow.db"
+    if not path.exists():
+        raise NbflowError(f"No flow runs are recorded in {home} yet, so there is nothing to rerun: run the flow first.")
+    conn = sqlite3.connect(str(path), timeout=10)  # only reads; read-only mode trips over WAL files
+    try:
+        if flow_run_id is None:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM flow_runs WHERE flow_name = ? AND parent_flow_run_id IS NULL"
+                " ORDER BY created DESC, rowid DESC LIMIT 1", (flow_name,)).fetchone()
+            if row is None:
+                raise NbflowError(f"Flow {flow_name!r} has no recorded runs in {home}: run it first, then rerun it.")
+            return RecordedRun(*row)
+        rows = conn.execute(f"SELECT {_COLUMNS} FROM flow_runs WHERE id = ?", (flow_run_id,)).fetchall()
+        if not rows and len(flow_run_id) >= 4:
+            rows = conn.execute(f"SELECT {_COLUMNS} FROM flow_runs WHERE id LIKE ? LIMIT 2",
+                                (flow_run_id.replace("%", "").replace("_", "") + "%",)).fetchall()
+        if not rows:
+            rows = conn.execute(f"SELECT {_COLUMNS} FROM flow_runs WHERE name = ? ORDER BY created DESC",
+                                (flow_run_id,)).fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise NbflowError(f"Cannot read the run store {path}: {exc}") from None
+    finally:
+        conn.close()
+    if not rows:
+        raise NbflowError(f"No flow run {flow_run_id!r} in {home}: see `nbflow flow-run ls` for run ids and names.")
+    if len(rows) > 1:
+        raise NbflowError(f"{flow_run_id!r} names {len(rows)} flow runs: give more of the id to pick one.")
+    return RecordedRun(*rows[0])
+
+
+# --- rerunning -----------------------------------------------------------------------------------------
+
+def rerun(flow: Flow, flow_run_id: str | None = None, *, return_state: bool = False) -> Any:
+    """Run ``flow`` again with the parameters of ``flow_run_id`` (default: its latest run).
+
+    The new flow run records ``rerun_of``; every task whose key is unchanged ends ``Cached``.
+    Returns what calling the flow returns (a coroutine for an ``async`` flow).
+    """
+    from nbflow._context import flow_context
+    from nbflow._runtime import get_runtime
+
+    runtime = get_runtime()
+    _flush_store(runtime)
+    record = find_flow_run(runtime.settings.home, flow_run_id, flow.name)
+    if record.flow_name != flow.name:
+        raise NbflowError(
+            f"Flow run {record.name!r} is a run of flow {record.flow_name!r}, not of {flow.name!r}: "
+            f"rerun it with {record.flow_name.replace('-', '_')}.rerun({record.id[:8]!r})."
+        )
+    parameters = record.parameters()
+    flow_run = flow.new_flow_run(parameters, flow_context(), rerun_of=record.id)
+    return flow.run(parameters, return_state=return_state, runtime=runtime, flow_run=flow_run)
+
+
+def _flush_store(runtime: Any) -> None:
+    """Make the runs this process recorded readable by our own query (the store writes in batches)."""
+    store = getattr(runtime, "store", None)
+    flush = getattr(store, "flush", None)
+    if callable(flush):
+        flush()
+
+
+# --- the flow's code, from another process ------------------------------------------------------------
+
+def load_flow(record: RecordedRun) -> Flow:
+    """Import the flow a run recorded; a clear ``NbflowError`` when it cannot be imported here."""
+    from nbflow._flows import Flow
+
+    ref = record.flow_ref
+    if not ref or ":" not in ref:
+        raise NbflowError(
+            f"Flow run {record.name!r} did not record where flow {record.flow_name!r} is defined; rerun it "
+            f"where it is defined, with {_python_name(record)}.rerun({record.id[:8]!r})."
+        )
+    location, _, qualname = ref.rpartition(":")  # rpartition: a Windows path has a colon too
+    if location == _MAIN or "<locals>" in qualname:
+        where = "inside a function" if "<locals>" in qualname else "in a notebook or an interactive session"
+        raise NbflowError(
+            f"Flow {record.flow_name!r} of run {record.name!r} was defined {where}, so no other process can "
+            f"import it. Rerun it from the notebook: `%flow rerun {record.id[:8]}` or "
+            f"`{_python_name(record)}.rerun({record.id[:8]!r})`. (A flow in a .py file can be rerun from here.)"
+        )
+    try:
+        if location.endswith(".py"):
+            module = _load_script(Path(location))
+        else:
+            if os.getcwd() not in sys.path:
+                sys.path.insert(0, os.getcwd())  # the `nbflow` script does not add the project folder
+            module = importlib.import_module(location)
+        obj: Any = module
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except NbflowError:
+        raise
+    except Exception as exc:
+        raise NbflowError(
+            f"Cannot import flow {record.flow_name!r} from {ref} to rerun {record.name!r}: {type(exc).__name__}: {exc}. "
+            "Run this command from the project folder (where the flow's module is importable)."
+        ) from None
+    if not isinstance(obj, Flow):
+        raise NbflowError(f"{ref} is a {type(obj).__name__}, not a flow: was the @flow decorator removed?")
+    return obj
+
+
+def _load_script(path: Path) -> Any:
+    """Import a script by path without running its ``if __name__ == "__main__":`` block."""
+    if not path.exists():
+        raise NbflowError(f"The script {path} that defined this flow is gone; rerun from where it lives now.")
+    name = f"nbflow_rerun_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent))  # its sibling imports
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _python_name(record: RecordedRun) -> str:
+    if record.flow_ref and ":" in record.flow_ref:
+        return record.flow_ref.rpartition(":")[2].split(".")[-1]
+    return record.flow_name.replace("-", "_")
