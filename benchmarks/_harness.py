@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -81,6 +82,16 @@ def base_env(**extra: str) -> dict[str, str]:
     return env
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def one_line(message: str, limit: int = 200) -> str:
+    """The last meaningful line of an error (a kernel traceback comes coloured and long)."""
+    lines = [ln.strip() for ln in _ANSI.sub("", message).splitlines() if ln.strip()]
+    line = lines[-1] if lines else message.strip()
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 def _tree_rss(proc: Any) -> int:
     """Resident bytes of a process and all of its descendants (Prefect's server is a child)."""
     total = 0
@@ -149,7 +160,7 @@ def run_worker(
         out_path.unlink(missing_ok=True)
     result.data = payload.get("result") or {}
     result.skipped = payload.get("skipped")
-    result.error = payload.get("error")
+    result.error = one_line(payload["error"]) if payload.get("error") else None
     result.traceback = payload.get("traceback")
     self_peak = payload.get("maxrss_bytes") or 0
     peak = max([self_peak, *peaks])
@@ -172,8 +183,7 @@ def time_command(argv: list[str], env: dict[str, str], repeats: int) -> list[flo
         )
         times.append(time.perf_counter() - start)
         if done.returncode != 0:
-            last = (done.stderr.decode(errors="replace").strip().splitlines() or ["?"])[-1]
-            raise RuntimeError(last)
+            raise RuntimeError(one_line(done.stderr.decode(errors="replace") or "?"))
     return times
 
 
@@ -196,7 +206,7 @@ def time_import(statement: str, env: dict[str, str], repeats: int) -> tuple[list
                               capture_output=True, text=True)
         walls.append(time.perf_counter() - start)
         if done.returncode != 0:
-            raise RuntimeError((done.stderr.strip().splitlines() or ["?"])[-1])
+            raise RuntimeError(one_line(done.stderr or "?"))
         inside.append(float(done.stdout.strip().splitlines()[-1]))
     return walls, inside
 

@@ -33,7 +33,7 @@ def main() -> int:
     except BaseException as exc:  # report, never hang the harness
         tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
         payload["error"] = f"{type(exc).__name__}: {exc}"
-        payload["traceback"] = "".join(tb[-6:])
+        payload["traceback"] = "".join(tb[-6:])[-4000:]
         code = 1
     # ru_maxrss is in KiB on Linux: the peak of this process alone, exact where polling is coarse.
     payload["maxrss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
