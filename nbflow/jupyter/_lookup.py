@@ -32,33 +32,45 @@ def _store() -> Any:
 
 
 def run_history(session: NotebookSession, flow_name: str | None, limit: int) -> list[RunRow]:
-    """The latest top-level flow runs, newest first."""
+    """The latest top-level flow runs (subflows are part of their parent's run), newest first."""
     store = _store()
-    if store is not None:
-        return [row_of(r) for r in store.flow_runs(flow_name=flow_name, limit=limit)]
-    runs = [r for r in reversed(session.recent) if flow_name is None or r.flow_name == flow_name]
-    return [row_of(r) for r in runs[:limit]]
+    if store is None:
+        runs = [r for r in reversed(session.recent) if flow_name is None or r.flow_name == flow_name]
+        return [row_of(r) for r in runs[:limit]]
+    fetch = limit * 2
+    while True:  # subflow runs are rows too: read more until `limit` top-level runs are found
+        records = store.flow_runs(flow_name=flow_name, limit=fetch)
+        top = [r for r in records if r.parent_flow_run_id is None]
+        if len(top) >= limit or len(records) < fetch:
+            return [row_of(r) for r in top[:limit]]
+        fetch *= 4
 
 
-def find_run(session: NotebookSession, run_id: str) -> Any:
-    """A flow run by id or unique id prefix: a live record of this kernel, else a stored one."""
-    live = session.find_recent(run_id)
+def find_run(session: NotebookSession, ref: str) -> Any:
+    """A flow run by id, unique id prefix or run name: a live record of this kernel, else a stored one."""
+    live = session.find_recent(ref)
     if live is not None:
         return live
     store = _store()
     if store is None:
         return None
-    matches = store.flow_runs(id_prefix=run_id, limit=2)
-    if len(matches) > 1:
-        raise UsageError(f"Run id prefix {run_id!r} matches several flow runs: give more characters.")
-    return matches[0] if matches else None
+    from nbflow.exceptions import RunNotFoundError
+
+    try:
+        return store.flow_run(ref)
+    except RunNotFoundError as exc:
+        if "several" in str(exc):
+            raise UsageError(str(exc)) from None
+        return None
 
 
 def latest_run(session: NotebookSession) -> Any:
     if session.recent:
         return session.recent[-1]
     store = _store()
-    found = store.flow_runs(limit=1) if store is not None else []
+    if store is None:
+        return None
+    found = [r for r in store.flow_runs(limit=20) if r.parent_flow_run_id is None]
     return found[0] if found else None
 
 

@@ -10,9 +10,8 @@ import html
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
-
-from nbflow._states import State
 
 __all__ = ["RunRow", "row_of", "render_table", "monitor_picker"]
 
@@ -53,19 +52,21 @@ class RunRow:
 
 
 def row_of(run: Any) -> RunRow:
-    """A ``RunRow`` of a live ``FlowRun`` or of a run store record (read by attribute names)."""
-    state = getattr(run, "state", None)
-    if isinstance(state, State):
-        name, type_, message = state.name, state.type.value, state.message
-    else:
-        name = getattr(run, "state_name", None) or (str(state) if state else "Pending")
-        type_ = str(getattr(run, "state_type", None) or "PENDING")
-        message = getattr(run, "state_message", None)
+    """A ``RunRow`` of a live ``FlowRun`` or of a stored ``FlowRunRecord`` (``nbflow.runs``)."""
+    state = run.state
+    if state is None:
+        name, type_, message = "Pending", "PENDING", None
+    else:  # a State, or a stored StateRecord: both have these three
+        name, type_, message = state.name, str(getattr(state.type, "value", state.type)), state.message
     return RunRow(
         id=run.id, name=run.name, flow_name=run.flow_name, state=name, state_type=type_, message=message,
-        start=getattr(run, "start_time", None), end=getattr(run, "end_time", None),
-        rerun_of=getattr(run, "rerun_of", None),
+        start=_seconds(run.start_time), end=_seconds(run.end_time), rerun_of=run.rerun_of,
     )
+
+
+def _seconds(moment: float | datetime | None) -> float | None:
+    """A timestamp, from the engine's seconds or a stored record's datetime."""
+    return moment.timestamp() if isinstance(moment, datetime) else moment
 
 
 def _duration(row: RunRow, now: float) -> str:
