@@ -58,6 +58,11 @@ class CachePolicy:
         """
         raise NotImplementedError(f"{type(self).__name__} must implement compute_key()")
 
+    @classmethod
+    def from_cache_key_fn(cls, cache_key_fn: Callable[[Any, dict[str, Any]], str | None]) -> CacheKeyFnPolicy:
+        """A policy from a Prefect-style ``cache_key_fn(context, parameters)`` (to combine or lock it)."""
+        return CacheKeyFnPolicy(cache_key_fn=cache_key_fn)
+
     def configure(
         self,
         *,

@@ -243,3 +243,43 @@ def test_task_source_follows_notebook_helpers_but_not_unrelated_cells(h):
     assert ns["pipeline"]() == 201
     assert ns["calls"] == [2, 2, 2]
     assert h.final_states("compute") == ["Completed", "Cached", "Completed", "Completed"]
+
+
+def test_a_key_fn_can_be_locked_and_combined(h):
+    calls = []
+    policy = CachePolicy.from_cache_key_fn(lambda ctx, params: str(params["x"] % 2)).configure(lock=True)
+    assert policy.lock and repr(policy).startswith("CacheKeyFnPolicy(")
+
+    @task(cache_policy=policy + TASK_SOURCE)
+    def parity(x):
+        calls.append(x)
+        return x % 2
+
+    @flow
+    def pipeline():
+        return [parity(x) for x in (1, 3, 2, 4)]
+
+    assert pipeline() == [1, 1, 0, 0]
+    assert calls == [1, 2]
+
+
+def test_threads_of_one_flow_asking_for_a_locked_key_compute_it_once(h):
+    import time
+
+    calls = []
+
+    @task(cache_policy=INPUTS.configure(lock=True))
+    def slow(x):
+        calls.append(x)
+        time.sleep(0.3)  # long enough for the other thread to arrive while this one computes
+        return x * 2
+
+    @flow
+    def pipeline():
+        futures = [slow.submit(7) for _ in range(3)]
+        return [f.result() for f in futures]
+
+    assert pipeline() == [14, 14, 14]
+    assert calls == [7]
+    assert sorted(h.final_states("slow")) == ["Cached", "Cached", "Completed"]
+    assert not list((h.home / "cache-locks").glob("*.lock"))  # released, and the files cleaned up
