@@ -45,8 +45,6 @@ class Writer:
         self._on_error = on_error
         self._reset()
         _WRITERS.add(self)
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._reset)  # threads do not survive a fork
 
     def _reset(self) -> None:
         self.pending: dict[str, Pending] = {}
@@ -164,3 +162,12 @@ def _flush_all() -> None:
     """At interpreter exit: write what is queued, so the next process finds it (bounded wait)."""
     for writer in list(_WRITERS):
         writer.flush(timeout=30)
+
+
+def _after_fork_in_child() -> None:
+    for writer in list(_WRITERS):
+        writer._reset()  # threads do not survive a fork: start with no thread and an empty queue
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
