@@ -117,12 +117,10 @@ def open_monitor(session: NotebookSession, run_id: str | None) -> Any:
     if run is None:
         what = "no flow run yet" if run_id is None else f"no flow run {run_id!r}"
         raise UsageError(f"%flow monitor: {what}. See %flow runs for run ids.")
-    import nbflow
+    from nbflow.exceptions import NbflowError
+    from nbflow.jupyter._widget import monitor
 
-    monitor = getattr(nbflow, "monitor", None)
-    if monitor is not None:
-        return monitor(run.id)
-    from nbflow.jupyter._widget import show_run  # pragma: no cover - until nbflow.monitor lands
-    from nbflow._runtime import get_runtime
-
-    return show_run(get_runtime().bus, run)
+    try:
+        return monitor(run.id)  # a run of this kernel shows its monitor again; others come from the store
+    except NbflowError as exc:
+        raise UsageError(f"%flow monitor: {exc}") from None

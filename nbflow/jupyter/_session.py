@@ -24,13 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 from nbflow._events import Event, LogEmitted, RunCreated, StateChanged
 from nbflow._runs import FlowRun, TaskRun
+from nbflow._states import State
 from nbflow.jupyter._cell_output import RunOutput
 
 if TYPE_CHECKING:
     from nbflow._runtime import Runtime
     from nbflow.jupyter._cell_flow import CellFlow
 
-__all__ = ["NotebookSession", "attach", "active_session", "no_monitor"]
+__all__ = ["NotebookSession", "RecentRun", "attach", "active_session", "no_monitor"]
 
 RECENT_RUNS = 200
 """Flow runs started by cells that the session remembers (``%flow runs`` without a run store)."""
@@ -52,16 +53,40 @@ def attach(runtime: Runtime) -> None:
         session.watch(runtime)
 
 
+class RecentRun:
+    """What the session remembers of a flow run started by a cell: never its parameters or result.
+
+    The live ``FlowRun`` holds both (a DataFrame argument, a model it returned); keeping the last
+    runs alive here would keep those in memory for the kernel's lifetime.
+    """
+
+    __slots__ = ("id", "name", "flow_name", "rerun_of", "parent_flow_run_id", "state", "start_time", "end_time")
+
+    def __init__(self, run: FlowRun) -> None:
+        self.id, self.name, self.flow_name, self.rerun_of = run.id, run.name, run.flow_name, run.rerun_of
+        self.parent_flow_run_id = None
+        self.state: State | None = None
+        self.start_time: float | None = None
+        self.end_time: float | None = None
+
+    def update(self, run: FlowRun, state: State) -> None:
+        self.state = State(state.type, state.name, state.message, timestamp=state.timestamp)  # without data
+        self.start_time, self.end_time = run.start_time, run.end_time
+
+    def __repr__(self) -> str:
+        return f"RecentRun(name={self.name!r}, flow_name={self.flow_name!r}, state={self.state!r})"
+
+
 class _Tree:
     """A flow run started by a cell, and its subflows: where their lines go, whether a monitor shows them."""
 
-    __slots__ = ("root", "output", "runtime", "members", "monitor")
+    __slots__ = ("record", "output", "runtime", "members", "monitor")
 
-    def __init__(self, root: FlowRun, output: RunOutput | None, runtime: Runtime) -> None:
-        self.root = root
+    def __init__(self, record: RecentRun, output: RunOutput | None, runtime: Runtime) -> None:
+        self.record = record
         self.output = output
         self.runtime = runtime
-        self.members = [root.id]
+        self.members = [record.id]
         self.monitor: Any = None
 
 
@@ -74,8 +99,8 @@ class NotebookSession:
         """``%%flow`` cells by flow name, for ``%flow rerun NAME``."""
         self.cell_info: Any = None
         """IPython's ``ExecutionInfo`` of the cell running now (its ``cell_id`` names unnamed cell flows)."""
-        self.recent: deque[FlowRun] = deque(maxlen=RECENT_RUNS)
-        """Live records of the latest flow runs started by cells, oldest first."""
+        self.recent: deque[RecentRun] = deque(maxlen=RECENT_RUNS)
+        """The latest flow runs started by cells, oldest first."""
         self._trees: dict[str, _Tree] = {}  # flow run id (a root or one of its subflows) -> its tree
         self._finished: deque[str] = deque()
         self._watched: weakref.WeakKeyDictionary[Runtime, Callable[[], None]] = weakref.WeakKeyDictionary()
@@ -140,10 +165,12 @@ class NotebookSession:
                     self._flow_run_created(runtime, run)  # type: ignore[arg-type]
         elif cls is StateChanged:
             run = event.run  # type: ignore[union-attr]
-            if run.__class__ is FlowRun and run.parent_flow_run_id is None and event.state.is_final():  # type: ignore[union-attr]
+            if run.__class__ is FlowRun and run.parent_flow_run_id is None:  # type: ignore[union-attr]
                 tree = self._trees.get(run.id)
                 if tree is not None:
-                    self._root_finished(tree)
+                    tree.record.update(run, event.state)  # type: ignore[arg-type, union-attr]
+                    if event.state.is_final():  # type: ignore[union-attr]
+                        self._root_finished(tree)
 
     def _flow_run_created(self, runtime: Runtime, run: FlowRun) -> None:
         parent = run.parent_flow_run_id
@@ -163,10 +190,10 @@ class NotebookSession:
         show = bool(runtime.settings.monitor_enabled) and not _monitor_suppressed()
         console = runtime.console
         output = RunOutput(run.id, console.level, quiet=show) if console is not None else None
-        tree = _Tree(run, output, runtime)
+        tree = _Tree(RecentRun(run), output, runtime)
         with self._lock:
             self._trees[run.id] = tree
-            self.recent.append(run)
+            self.recent.append(tree.record)
             if console is not None:
                 console.claim(run.id)
         if show:
@@ -178,7 +205,7 @@ class NotebookSession:
         # Lines can still follow the final state ("Finished in state ...", hook errors), so a run
         # keeps its cell for a while: until KEEP_FINISHED later runs have finished.
         with self._lock:
-            self._finished.append(tree.root.id)
+            self._finished.append(tree.record.id)
             while len(self._finished) > KEEP_FINISHED:
                 old = self._trees.get(self._finished.popleft())
                 if old is not None:
@@ -192,7 +219,7 @@ class NotebookSession:
                 console.release(run_id)
 
     # --- lookups ------------------------------------------------------------------------------
-    def find_recent(self, run_id_or_prefix: str) -> FlowRun | None:
+    def find_recent(self, run_id_or_prefix: str) -> RecentRun | None:
         """A flow run started by a cell of this kernel, by id or unique id prefix."""
         matches = [r for r in self.recent if r.id.startswith(run_id_or_prefix)]
         return matches[-1] if len({r.id for r in matches}) == 1 else None
