@@ -15,6 +15,7 @@ __all__ = ["main", "CliError"]
 # `parser.set_defaults(handler=fn)` and get the parsed `args`, returning an exit status or None.
 _GROUPS = (
     "nbflow.cli.config",
+    "nbflow.cli.demo",
     "nbflow.cli.cache",
     "nbflow.cli.concurrency",
     "nbflow.cli.rerun",  # adds `rerun` to `flow-run`: keep it after the module that defines `flow-run`
