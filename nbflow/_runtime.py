@@ -90,6 +90,10 @@ class Runtime:
         from nbflow._cache.store import ResultCache  # always on: it only costs something when used
 
         runtime.cache = ResultCache.attach(runtime)
+        if runtime.settings.store_enabled:
+            from nbflow._store.store import Store
+
+            Store.attach(runtime)
         from nbflow.concurrency._service import attach as attach_limits  # opens nothing until used
 
         attach_limits(runtime)

@@ -7,6 +7,8 @@
     ├── RunFailedError               a run ended unsuccessfully with no exception of its own
     │   └── UpstreamTaskError        a task did not run because an upstream task did not complete
     ├── CancelledRun                 the run was cancelled (interrupt, timeout of a parent)
+    ├── RunNotFoundError             no stored run (or more than one) matches an id, id prefix or name
+    ├── ParametersNotStoredError     a stored flow run's parameters cannot be loaded for a rerun
     ├── ConcurrencyLimitError        a concurrency limit request is invalid (bad size, occupy > limit)
     │   └── ConcurrencyLimitNotFoundError   no limit has that name (strict=True, inspect/update/delete)
     └── AcquireConcurrencySlotTimeoutError  slots were not free within ``timeout_seconds`` (names the limit)
@@ -28,6 +30,8 @@ __all__ = [
     "RunFailedError",
     "UpstreamTaskError",
     "CancelledRun",
+    "RunNotFoundError",
+    "ParametersNotStoredError",
     "RunTimeoutError",
     "TaskRunTimeoutError",
     "FlowRunTimeoutError",
@@ -87,3 +91,11 @@ class ConcurrencyLimitNotFoundError(ConcurrencyLimitError, LookupError):
 
 class AcquireConcurrencySlotTimeoutError(NbflowError, TimeoutError):
     """Concurrency slots did not become free within ``timeout_seconds``; the message names the limit."""
+
+
+class RunNotFoundError(NbflowError, LookupError):
+    """No stored run matches the id, id prefix or name given, or more than one does."""
+
+
+class ParametersNotStoredError(NbflowError):
+    """A stored flow run's parameters were not picklable, or cannot be unpickled in this process."""

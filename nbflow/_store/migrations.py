@@ -15,7 +15,11 @@ __all__ = ["MIGRATIONS", "LATEST", "pending", "statements"]
 # (version, SQL script). Versions are 1, 2, 3, ... in order, with no gaps.
 MIGRATIONS: list[tuple[int, str]] = [
     (1, """
-    -- One row per flow run (subflows too). state_* mirror the latest row of state_history.
+    -- One row per flow run (subflows too). state_* is the latest state; history holds every state.
+    -- history: comma-separated JSON arrays [type, name or null (the type's default), timestamp in
+    -- whole microseconds, message (only when there is one)];
+    -- the reader wraps it in [...]. A column, not a table: a row per state cost the writer more than
+    -- everything else about a task run together.
     CREATE TABLE flow_runs (
         id TEXT PRIMARY KEY,
         name TEXT NOT NULL,
@@ -26,13 +30,14 @@ MIGRATIONS: list[tuple[int, str]] = [
         parameters_error TEXT,        -- why parameters_pickle is NULL
         parent_flow_run_id TEXT,
         parent_task_run_id TEXT,
-        tags TEXT,                    -- JSON list
+        tags TEXT,                    -- JSON list, NULL when there are none
         deployment_id TEXT,
         rerun_of TEXT,
         state_type TEXT,
         state_name TEXT,
         state_message TEXT,
         state_timestamp REAL,
+        history TEXT,
         created REAL,
         start_time REAL,
         end_time REAL,
@@ -48,41 +53,31 @@ MIGRATIONS: list[tuple[int, str]] = [
     CREATE INDEX flow_runs_state ON flow_runs(state_type);
     CREATE INDEX flow_runs_parent ON flow_runs(parent_flow_run_id);
 
+    -- One row per task run; rowid order is creation order. Inputs are not stored (only their cache
+    -- key): rendering every task's arguments would cost the hot path more than the rest of the row.
+    -- Task run ids are random, so an index on them would cost a random B-tree insert (and a page
+    -- written to the WAL) per task: rows are found through their flow run instead.
     CREATE TABLE task_runs (
-        id TEXT PRIMARY KEY,
+        id TEXT NOT NULL,
         flow_run_id TEXT NOT NULL,
         name TEXT NOT NULL,
         task_name TEXT NOT NULL,
         task_key TEXT NOT NULL,
         cache_key TEXT,
-        tags TEXT,                    -- JSON list
-        parameters TEXT,              -- JSON rendering of the inputs for display, truncated
+        tags TEXT,                    -- JSON list, NULL when there are none
         state_type TEXT,
         state_name TEXT,
         state_message TEXT,
         state_timestamp REAL,
-        created REAL,
+        history TEXT,                 -- as flow_runs.history
         start_time REAL,
         end_time REAL,
         run_count INTEGER NOT NULL DEFAULT 0
     );
     CREATE INDEX task_runs_flow_run ON task_runs(flow_run_id);
 
-    -- Every state a flow or task run went through; rowid order is the order they happened in.
-    -- Indexed by flow run only: ids are random, and an index on them would cost a random B-tree
-    -- insert per state (the writer's hot path). A run's history is a short range scan of its flow run.
-    CREATE TABLE state_history (
-        id INTEGER PRIMARY KEY,
-        flow_run_id TEXT NOT NULL,
-        run_id TEXT NOT NULL,
-        type TEXT NOT NULL,
-        name TEXT NOT NULL,
-        message TEXT,
-        timestamp REAL NOT NULL
-    );
-    CREATE INDEX state_history_flow_run ON state_history(flow_run_id);
-
-    -- Log lines of a flow run and its task runs (task_run_id NULL: the flow run's own line).
+    -- Log lines of a flow run and its task runs (task_run_id NULL: the flow run's own line;
+    -- logger NULL: nbflow's own engine line).
     CREATE TABLE logs (
         id INTEGER PRIMARY KEY,
         flow_run_id TEXT NOT NULL,
@@ -96,7 +91,6 @@ MIGRATIONS: list[tuple[int, str]] = [
 
     -- Task run `downstream_id` consumed the result of task run `upstream_id`.
     CREATE TABLE edges (
-        id INTEGER PRIMARY KEY,
         flow_run_id TEXT NOT NULL,
         upstream_id TEXT NOT NULL,
         downstream_id TEXT NOT NULL

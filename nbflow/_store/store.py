@@ -1,0 +1,86 @@
+"""``runtime.store``: the run store of one ``NBFLOW_HOME``, its writer, and a connection for readers."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from nbflow._store import db
+from nbflow._store.sweep import CrashedRun, run_crash_hooks, sweep
+from nbflow._store.writer import Writer
+
+__all__ = ["Store"]
+
+
+class Store:
+    """Open (and migrate) ``$NBFLOW_HOME/nbflow.db``, sweep crashed runs, and record runs as they happen.
+
+    Opening raises ``ConfigurationError`` naming the path when the home folder or database is unusable.
+    """
+
+    def __init__(self, settings: Any, *, log_level: int = logging.INFO) -> None:
+        self.settings = settings
+        self.home = Path(settings.home)
+        self.path: Path = db.open_database(self.home)
+        self.writer = Writer(self.path, level=log_level, heartbeat_seconds=float(settings.heartbeat_seconds))
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.RLock()
+        self._unsubscribe: Callable[[], None] | None = None
+        self._hooks: threading.Thread | None = None
+        self.crashed: list[CrashedRun] = self._sweep()
+
+    @classmethod
+    def attach(cls, runtime: Any) -> Store:
+        """Open the store of ``runtime.settings.home`` and subscribe its writer to the runtime's events."""
+        store = cls(runtime.settings, log_level=runtime.log_level)
+        store._unsubscribe = runtime.bus.subscribe(store.writer)
+        runtime.store = store
+        return store
+
+    def _sweep(self) -> list[CrashedRun]:
+        with self.reading() as conn, db.translate_errors(self.path):
+            crashed = sweep(conn, float(self.settings.crash_after_seconds))
+        if crashed:
+            self._hooks = run_crash_hooks(self.path, crashed)
+            if self._hooks is not None:
+                atexit.register(self._hooks.join, 10.0)  # let hooks finish, but never hang the exit
+        return crashed
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Block until every run event emitted so far in this process is committed."""
+        return self.writer.flush() if timeout is None else self.writer.flush(timeout)
+
+    @contextmanager
+    def reading(self, flush: bool = False) -> Iterator[sqlite3.Connection]:
+        """The reader connection (one per store, used by one thread at a time); ``flush`` writes first."""
+        if flush:
+            self.writer.flush()
+        with self._lock:
+            if self._conn is None:
+                self._conn = db.connect(self.path)
+            yield self._conn
+
+    def write(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``work(conn)`` in one write transaction (deletes, prunes), after pending events are written."""
+        with self.reading(flush=True) as conn, db.translate_errors(self.path):
+            return db.write(conn, work)
+
+    def close(self) -> None:
+        """Stop recording: write what is queued, stop the writer, close connections."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self.writer.close()
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"

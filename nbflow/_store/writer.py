@@ -1,0 +1,417 @@
+"""The store's subscriber: queue run events at emit time, write them in batches on a background thread.
+
+The hot path (every task run emits about five events) only appends the event to a deque. Run records
+are live, so anything that can still change when the event is written later is copied at emit time;
+what cannot (ids, names, states, which are immutable) is read by the writer thread. The thread wakes
+every ``BATCH_SECONDS`` while events arrive, writes everything queued in one ``BEGIN IMMEDIATE``
+transaction with ``executemany`` (SQLite works without the GIL, so the engine keeps running), and
+sleeps until the next event, or the next heartbeat, when there is nothing to do.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import sqlite3
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from nbflow._context import FlowRunContext, current
+from nbflow._events import EdgeAdded, LogEmitted, RunCreated, StateChanged
+from nbflow._runs import FlowRun, TaskRun
+from nbflow._states import FINAL_TYPES, StateType
+from nbflow._store import db
+from nbflow._store.processes import own_start_time
+from nbflow._store.render import pickle_parameters, render_parameters
+
+__all__ = ["Writer", "BATCH_SECONDS"]
+
+BATCH_SECONDS = 0.02  # short enough that SQLite's work overlaps the run, long enough to batch
+MAX_BATCH = 20_000  # events per transaction: keeps other processes' waits for the write lock short
+MAX_MESSAGE = 100_000  # characters of one log line kept
+FLUSH_TIMEOUT_S = 60.0
+_RUNNING = StateType.RUNNING
+
+
+class _FlowCreated:
+    """A flow run announced; its parameters rendered and pickled now, before the flow can mutate them."""
+
+    __slots__ = ("run", "parameters", "blob", "error", "heartbeat")
+
+    def __init__(self, run: FlowRun) -> None:
+        self.run = run
+        self.parameters = render_parameters(run.parameters)
+        self.blob, self.error = pickle_parameters(run.parameters)
+        self.heartbeat = time.time()
+
+
+class _FlowRef:
+    """Where the flow of a run can be imported from, for ``on_crashed`` hooks after a crash."""
+
+    __slots__ = ("run_id", "ref")
+
+    def __init__(self, run_id: str, ref: str) -> None:
+        self.run_id, self.ref = run_id, ref
+
+
+class Writer:
+    """Subscribe it to a bus; ``flush()`` returns once everything emitted before the call is committed."""
+
+    def __init__(self, path: Path, *, level: int, heartbeat_seconds: float,
+                 on_connect: Callable[[sqlite3.Connection], None] | None = None) -> None:
+        self.path = path
+        self.level = level
+        self.heartbeat_seconds = heartbeat_seconds
+        self._on_connect = on_connect
+        self._reset()
+        self._closed = False
+        self._reported = False
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        """Fresh queue and no thread: also what a forked child needs (threads do not survive a fork)."""
+        self._queue: deque[Any] = deque()
+        self._append = self._queue.append
+        self._wake = threading.Event()
+        self._idle = True  # the thread is asleep (or not started): the next event must wake it
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._active: dict[str, None] = {}  # flow runs of this process now running: they get heartbeats
+        self._rowids: dict[str, int] = {}  # task runs written but not final: where to update them
+        self._stopping = False
+
+    # --- emit side (any thread) ---------------------------------------------------------------
+    def __call__(self, event: Any) -> None:
+        cls = event.__class__
+        if cls is StateChanged:
+            run = event.run
+            if run.__class__ is FlowRun and event.state.type is _RUNNING and run.run_count == 0:
+                self._flow_started(run)
+        elif cls is LogEmitted:
+            if event.level < self.level:
+                if _ends_root_run(event):
+                    self.flush()
+                return
+            if _ends_root_run(event):
+                self._append(event)
+                self.flush()  # the caller of the flow sees its run committed when the call returns
+                return
+        elif cls is RunCreated and event.run.__class__ is FlowRun:
+            event = _FlowCreated(event.run)
+        self._append(event)
+        if self._idle:
+            self._wake_up()
+
+    def _flow_started(self, run: FlowRun) -> None:
+        ctx = current.get()
+        if ctx.__class__ is FlowRunContext and ctx.flow_run is run:  # type: ignore[union-attr]
+            fn = ctx.flow.fn  # type: ignore[union-attr]
+            self._append(_FlowRef(run.id, f"{getattr(fn, '__module__', '')}:{getattr(fn, '__qualname__', '')}"))
+
+    def _wake_up(self) -> None:
+        if self._thread is None:
+            with self._start_lock:
+                if self._thread is None and not self._closed:
+                    thread = threading.Thread(target=self._loop, name="nbflow-store-writer", daemon=True)
+                    thread.start()
+                    self._thread = thread
+                    atexit.register(self._at_exit)
+        self._wake.set()
+
+    def flush(self, timeout: float | None = FLUSH_TIMEOUT_S) -> bool:
+        """Block until every event queued before this call is written (or failed to be). False on timeout."""
+        thread = self._thread
+        if thread is None or not thread.is_alive() or threading.current_thread() is thread:
+            return True
+        done = threading.Event()
+        self._append(done)
+        self._wake.set()
+        if done.wait(timeout):
+            return True
+        print(f"nbflow: the run store {self.path} is busy (locked by another process?); "
+              "run history will be written when it frees up.", file=sys.stderr)
+        return False
+
+    def close(self, timeout: float | None = FLUSH_TIMEOUT_S) -> None:
+        """Write what is queued and stop the thread; later events are dropped."""
+        self._closed = True
+        thread = self._thread
+        if thread is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        thread.join(timeout)
+        atexit.unregister(self._at_exit)
+
+    def _at_exit(self) -> None:
+        self.flush(timeout=10.0)
+
+    # --- writer thread ------------------------------------------------------------------------
+    def _loop(self) -> None:
+        conn = db.connect(self.path)
+        conn.execute("PRAGMA cache_size=-16000")  # 16 MB: index pages of big runs stay in memory
+        if self._on_connect is not None:
+            try:
+                self._on_connect(conn)
+            except Exception as exc:
+                self._report(exc)
+        next_beat = time.monotonic() + self.heartbeat_seconds
+        queue = self._queue
+        try:
+            while True:
+                self._idle = False
+                batch = []
+                popleft = queue.popleft
+                try:
+                    for _ in range(MAX_BATCH):
+                        batch.append(popleft())
+                except IndexError:
+                    pass
+                if batch:
+                    self._write(conn, batch)
+                if time.monotonic() >= next_beat:
+                    self._heartbeat(conn)
+                    next_beat = time.monotonic() + self.heartbeat_seconds
+                if self._stopping and not queue:
+                    return
+                if batch:
+                    self._wake.wait(BATCH_SECONDS)
+                    self._wake.clear()
+                    continue
+                self._idle = True
+                if queue:
+                    continue
+                self._wake.wait(max(0.0, next_beat - time.monotonic()) if self._active else None)
+                self._wake.clear()
+        finally:
+            conn.close()
+
+    def _write(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
+        markers = []
+        try:
+            rows = _Rows(self._rowids)
+            markers = rows.collect(batch, self._active)
+            db.write(conn, rows.execute)
+        except Exception as exc:  # never let the writer die: report once, drop the batch, go on
+            self._report(exc)
+        finally:
+            for marker in markers:
+                marker.set()
+
+    def _heartbeat(self, conn: sqlite3.Connection) -> None:
+        if not self._active:
+            return
+        now = time.time()
+        ids = [(now, run_id) for run_id in list(self._active)]
+        try:
+            db.write(conn, lambda c: c.executemany("UPDATE flow_runs SET heartbeat = ? WHERE id = ?", ids))
+        except Exception as exc:
+            self._report(exc)
+
+    def _report(self, exc: BaseException) -> None:
+        if not self._reported:
+            self._reported = True
+            print(f"nbflow: could not write to the run store {self.path}: {type(exc).__name__}: {exc}. "
+                  "Runs go on; their history may be incomplete.", file=sys.stderr)
+
+
+def _ends_root_run(event: LogEmitted) -> bool:
+    """The engine's last line of a top-level flow run ("Finished in state ..."), after its hooks ran."""
+    run = event.run
+    return (
+        run.__class__ is FlowRun
+        and run.parent_flow_run_id is None  # type: ignore[union-attr]
+        and event.logger == "nbflow.engine"
+        and event.message.startswith("Finished in state")
+        and run.state is not None
+        and run.state.is_final()
+    )
+
+
+_INSERT_FLOW = (
+    "INSERT OR IGNORE INTO flow_runs (id, name, flow_name, parameters, parameters_pickle, parameters_error,"
+    " parent_flow_run_id, parent_task_run_id, tags, deployment_id, rerun_of, pid, pid_start, host, heartbeat)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+_UPDATE_FLOW = (
+    "UPDATE flow_runs SET state_type = ?, state_name = ?, state_message = ?, state_timestamp = ?,"
+    " history = COALESCE(history || ',', '') || ?, created = COALESCE(created, ?), start_time = ?,"
+    " end_time = ?, run_count = ? WHERE id = ?"
+)
+_INSERT_TASK = (
+    "INSERT INTO task_runs (id, flow_run_id, name, task_name, task_key, cache_key, tags, state_type,"
+    " state_name, state_message, state_timestamp, history, start_time, end_time, run_count)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+_SET_TASK = (
+    "UPDATE task_runs SET state_type = ?, state_name = ?, state_message = ?, state_timestamp = ?,"
+    " history = COALESCE(history || ',', '') || ?, start_time = ?, end_time = ?, run_count = ?, cache_key = ?"
+)
+_UPDATE_TASK = _SET_TASK + " WHERE rowid = ?"
+_UPDATE_TASK_BY_ID = _SET_TASK + " WHERE flow_run_id = ? AND id = ?"  # a run the writer lost track of
+_INSERT_LOG = "INSERT INTO logs (flow_run_id, task_run_id, level, timestamp, logger, message) VALUES (?,?,?,?,?,?)"
+_INSERT_EDGE = "INSERT INTO edges (flow_run_id, upstream_id, downstream_id) VALUES (?,?,?)"
+_ENGINE_LOGGER = "nbflow.engine"  # stored as NULL: most lines are the engine's
+
+# Names that need no JSON escaping, and each type's default name (stored as null).
+_PLAIN = {t: f'["{t.value}",null,' for t in StateType}
+_DEFAULT_NAME = {t: t.value.title() for t in StateType}
+_encode = json.JSONEncoder(ensure_ascii=False, check_circular=False, separators=(",", ":")).encode
+
+
+def history_entry(state: Any) -> str:
+    """One state as stored in a ``history`` column, its timestamp in whole microseconds (a float's
+    shortest repr costs the writer six times more than an int's).
+
+    >>> from nbflow._states import Completed, Retrying
+    >>> history_entry(Completed(timestamp=1.5))
+    '["COMPLETED",null,1500000]'
+    >>> history_entry(Retrying("Retry 1/3", timestamp=2.0))
+    '["RUNNING","Retrying",2000000,"Retry 1/3"]'
+    """
+    if state.message is None and state.name == _DEFAULT_NAME[state.type]:
+        return f"{_PLAIN[state.type]}{int(state.timestamp * 1e6)}]"
+    return _encode([state.type.value, state.name, int(state.timestamp * 1e6), state.message])
+
+
+class _Rows:
+    """One batch of events turned into rows, then written in one transaction (``execute``)."""
+
+    def __init__(self, rowids: dict[str, int]) -> None:
+        self.rowids = rowids  # task run id -> rowid, for task runs written but not final yet
+        self.new_flows: list[tuple] = []
+        self.flow_updates: list[tuple] = []
+        self.new_tasks: list[tuple] = []
+        self.open_tasks: list[tuple[int, str]] = []  # (index in new_tasks, id) of those not final
+        self.task_updates: list[tuple] = []
+        self.lost_updates: list[tuple] = []
+        self.logs: list[tuple] = []
+        self.edges: list[tuple] = []
+        self.refs: list[tuple] = []
+
+    def collect(self, batch: list[Any], active: dict[str, None]) -> list[threading.Event]:
+        """Fill the row lists from ``batch``; returns the flush markers found in it.
+
+        A run's row is written once per batch with its latest state and the states it went through:
+        a task run created and finished within one batch costs one INSERT.
+        """
+        markers: list[threading.Event] = []
+        tasks: dict[str, list[Any]] = {}  # task run id -> [run, created in this batch, latest state, history]
+        flows: dict[str, list[Any]] = {}  # flow run id -> [run, first state's timestamp, latest state, history]
+        logs = self.logs
+        engine = _ENGINE_LOGGER
+        for item in batch:
+            cls = item.__class__
+            if cls is StateChanged:
+                run = item.run
+                state = item.state
+                if state.message is None and state.name == _DEFAULT_NAME[state.type]:
+                    entry_text = f"{_PLAIN[state.type]}{int(state.timestamp * 1e6)}]"
+                else:
+                    entry_text = history_entry(state)
+                if run.__class__ is TaskRun:
+                    entry = tasks.get(run.id)
+                    if entry is None:
+                        tasks[run.id] = [run, False, state, [entry_text]]
+                    else:
+                        entry[2] = state
+                        entry[3].append(entry_text)
+                else:
+                    entry = flows.get(run.id)
+                    if entry is None:
+                        flows[run.id] = [run, state.timestamp, state, [entry_text]]
+                    else:
+                        entry[2] = state
+                        entry[3].append(entry_text)
+            elif cls is LogEmitted:
+                run = item.run
+                message = item.message
+                if len(message) > MAX_MESSAGE:
+                    message = f"{message[:MAX_MESSAGE]}\n... [{len(message) - MAX_MESSAGE} more characters not stored]"
+                logger = None if item.logger == engine else item.logger
+                if run.__class__ is TaskRun:
+                    logs.append((run.flow_run_id, run.id, item.level, item.timestamp, logger, message))
+                else:
+                    logs.append((run.id, None, item.level, item.timestamp, logger, message))
+            elif cls is RunCreated:
+                tasks[item.run.id] = [item.run, True, None, []]
+            elif cls is EdgeAdded:
+                self.edges.append((item.flow_run_id, item.upstream_id, item.downstream_id))
+            elif cls is _FlowCreated:
+                run = item.run
+                self.new_flows.append((
+                    run.id, run.name, run.flow_name, item.parameters, item.blob, item.error,
+                    run.parent_flow_run_id, run.parent_task_run_id, json.dumps(list(run.tags)) if run.tags else None,
+                    run.deployment_id, run.rerun_of, run.pid, own_start_time() if run.pid == os.getpid() else None,
+                    run.host, item.heartbeat,
+                ))
+            elif cls is _FlowRef:
+                self.refs.append((item.ref, item.run_id))
+            else:
+                markers.append(item)
+        self._task_rows(tasks)
+        for run_id, (run, first, state, history) in flows.items():
+            self.flow_updates.append((state.type, state.name, state.message, state.timestamp, ",".join(history),
+                                      first, run.start_time, run.end_time, run.run_count, run_id))
+            if state.type in FINAL_TYPES:
+                active.pop(run_id, None)
+            elif state.type is _RUNNING and run.pid == os.getpid():
+                active[run_id] = None
+        return markers
+
+    def _task_rows(self, tasks: dict[str, list[Any]]) -> None:
+        rowids = self.rowids
+        new_tasks = self.new_tasks
+        final = FINAL_TYPES
+        for run, new, state, history in tasks.values():
+            if new:
+                tags = json.dumps(list(run.tags)) if run.tags else None
+                if state is None:
+                    row = (run.id, run.flow_run_id, run.name, run.task_name, run.task_key, None, tags,
+                           None, None, None, None, None, None, None, 0)
+                else:
+                    row = (run.id, run.flow_run_id, run.name, run.task_name, run.task_key, run.cache_key, tags,
+                           state.type, state.name, state.message, state.timestamp, ",".join(history),
+                           run.start_time, run.end_time, run.run_count)
+                if state is None or state.type not in final:
+                    self.open_tasks.append((len(new_tasks), run.id))
+                new_tasks.append(row)
+                continue
+            values = (state.type, state.name, state.message, state.timestamp, ",".join(history),
+                      run.start_time, run.end_time, run.run_count, run.cache_key)
+            rowid = rowids.pop(run.id, None) if state.type in final else rowids.get(run.id)
+            if rowid is not None:
+                self.task_updates.append((*values, rowid))
+            else:
+                self.lost_updates.append((*values, run.flow_run_id, run.id))
+
+    def execute(self, conn: sqlite3.Connection) -> None:
+        many = conn.executemany
+        if self.new_flows:
+            many(_INSERT_FLOW, self.new_flows)
+        if self.flow_updates:
+            many(_UPDATE_FLOW, self.flow_updates)
+        if self.refs:
+            many("UPDATE flow_runs SET flow_ref = ? WHERE id = ?", self.refs)
+        if self.new_tasks:
+            # Without an explicit rowid SQLite gives each row max(rowid) + 1, and we hold the write
+            # lock: the rows get base + 1, base + 2, ... in order. Remember those still to be updated.
+            base = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM task_runs").fetchone()[0]
+            many(_INSERT_TASK, self.new_tasks)
+            for index, run_id in self.open_tasks:
+                self.rowids[run_id] = base + 1 + index
+        if self.task_updates:
+            many(_UPDATE_TASK, self.task_updates)
+        if self.lost_updates:
+            many(_UPDATE_TASK_BY_ID, self.lost_updates)
+        if self.logs:
+            many(_INSERT_LOG, self.logs)
+        if self.edges:
+            many(_INSERT_EDGE, self.edges)

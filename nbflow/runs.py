@@ -1,0 +1,206 @@
+"""Read the run history: flow runs, task runs, logs and graphs from ``$NBFLOW_HOME/nbflow.db``.
+
+>>> import nbflow.runs
+>>> for run in nbflow.runs.flow_runs(state="failed", limit=5):   # doctest: +SKIP
+...     print(run.name, run.state, run.end_time)
+
+Every function first writes out what this process has recorded so far, so a run that just returned
+is there. Flow runs can be named by id, a unique prefix of the id, or run name.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from nbflow._store import prune as _prune
+from nbflow._store import reader
+
+if TYPE_CHECKING:
+    from nbflow._store.models import FlowRunRecord, LogRecord, RunGraph, TaskRunRecord
+    from nbflow._store.store import Store
+
+__all__ = [
+    "flow_runs", "flow_run", "task_runs", "task_run", "logs", "graph", "load_parameters",
+    "delete_flow_run", "prune",
+]
+
+_readers: dict[str, Store] = {}
+
+
+def _store() -> Store:
+    """The current runtime's store, or (store turned off) a reader of the same home folder."""
+    from nbflow._runtime import get_runtime
+
+    runtime = get_runtime()
+    if runtime.store is not None:
+        return runtime.store  # type: ignore[no-any-return]
+    from nbflow._store.store import Store
+
+    home = str(runtime.settings.home)
+    if home not in _readers:
+        _readers[home] = Store(runtime.settings)
+    return _readers[home]
+
+
+def _states(history: str | None) -> list[dict[str, Any]]:
+    return [{"type": t, "name": n, "message": m, "timestamp": ts} for t, n, m, ts in reader.parse_history(history)]
+
+
+def _state(row: dict[str, Any]) -> dict[str, Any] | None:
+    if row["state_type"] is None:
+        return None
+    return {"type": row["state_type"], "name": row["state_name"], "message": row["state_message"],
+            "timestamp": row["state_timestamp"]}
+
+
+def _flow_record(row: dict[str, Any]) -> dict[str, Any]:
+    row = dict(row)
+    row["state"] = _state(row)
+    row["history"] = _states(row.pop("history"))
+    row["parameters"] = json.loads(row["parameters"]) if row["parameters"] else {}
+    row["tags"] = json.loads(row["tags"]) if row["tags"] else []
+    return row
+
+
+def _flow_records(rows: list[dict[str, Any]]) -> list[FlowRunRecord]:
+    from nbflow._store.models import flow_run_list
+
+    return flow_run_list.validate_python([_flow_record(row) for row in rows])
+
+
+def _task_records(rows: list[tuple]) -> list[TaskRunRecord]:
+    from nbflow._store.models import task_run_list
+
+    parse = reader.parse_history
+    records = []
+    for (id_, flow_run_id, name, task_name, task_key, cache_key, tags, s_type, s_name, s_message, s_time,
+         history, start, end, run_count) in rows:
+        records.append({
+            "id": id_, "flow_run_id": flow_run_id, "name": name, "task_name": task_name, "task_key": task_key,
+            "cache_key": cache_key, "tags": json.loads(tags) if tags else [],
+            "state": None if s_type is None else
+            {"type": s_type, "name": s_name, "message": s_message, "timestamp": s_time},
+            "history": [{"type": t, "name": n, "message": m, "timestamp": ts} for t, n, m, ts in parse(history)],
+            "start_time": start, "end_time": end, "run_count": run_count,
+        })
+    return task_run_list.validate_python(records)
+
+
+def flow_runs(flow_name: str | None = None, state: str | None = None, limit: int | None = 20, *,
+              id_prefix: str | None = None, top_level: bool = False) -> list[FlowRunRecord]:
+    """Flow runs, newest first. ``state``: a type (``"failed"``, ``"completed"``) or a name (``"Cached"``,
+    ``"TimedOut"``), any case. ``limit=None``: all of them. ``top_level``: leave out subflow runs."""
+    store = _store()
+    with store.reading(flush=True) as conn:
+        rows = reader.flow_runs(conn, flow_name=flow_name, state=state, limit=limit, id_prefix=id_prefix,
+                                top_level=top_level)
+    return _flow_records(rows)
+
+
+def flow_run(flow_run_id: str) -> FlowRunRecord:
+    """One flow run, by id, unique id prefix or run name; ``RunNotFoundError`` if none (or several) match."""
+    store = _store()
+    with store.reading(flush=True) as conn:
+        row = reader.flow_run(conn, flow_run_id)
+    return _flow_records([row])[0]
+
+
+def task_runs(flow_run_id: str) -> list[TaskRunRecord]:
+    """The task runs of a flow run, in the order they were created."""
+    store = _store()
+    with store.reading(flush=True) as conn:
+        rows = reader.task_runs(conn, reader.resolve_flow_run(conn, flow_run_id))
+    return _task_records(rows)
+
+
+def task_run(task_run_id: str, flow_run_id: str | None = None) -> TaskRunRecord:
+    """One task run by its full id (faster when its flow run is given too)."""
+    store = _store()
+    with store.reading(flush=True) as conn:
+        row = reader.task_run(conn, task_run_id, flow_run_id)
+    return _task_records([tuple(row[c] for c in reader.TASK_COLUMNS)])[0]
+
+
+def logs(run_id: str, level: int = 0) -> list[LogRecord]:
+    """Log lines of a flow run (its own and its task runs', oldest first) or of one task run (full id)."""
+    from nbflow._store.models import log_list
+    from nbflow.exceptions import RunNotFoundError
+
+    store = _store()
+    with store.reading(flush=True) as conn:
+        task_id = None
+        try:
+            flow_id = reader.resolve_flow_run(conn, run_id)
+        except RunNotFoundError:
+            try:
+                task = reader.task_run(conn, run_id)
+            except RunNotFoundError:
+                raise RunNotFoundError(f"No flow run or task run matches {run_id!r}.") from None
+            flow_id, task_id = task["flow_run_id"], run_id
+        rows = reader.logs(conn, flow_id, task_run_id=task_id)
+        names = reader.task_names(conn, flow_id)
+        flow_name = conn.execute("SELECT name FROM flow_runs WHERE id = ?", (flow_id,)).fetchone()[0]
+    return log_list.validate_python([
+        {"id": i, "flow_run_id": f, "task_run_id": t, "run_name": names.get(t, "?") if t else flow_name,
+         "level": lv, "timestamp": ts, "logger": lg, "message": m}
+        for i, f, t, lv, ts, lg, m in rows if lv >= level
+    ])
+
+
+def graph(flow_run_id: str) -> RunGraph:
+    """A flow run with its task runs, the edges between them, and its subflow runs."""
+    from nbflow._store.models import Edge, RunGraph
+
+    store = _store()
+    with store.reading(flush=True) as conn:
+        flow = reader.flow_run(conn, flow_run_id)
+        tasks = reader.task_runs(conn, flow["id"])
+        pairs = reader.edges(conn, flow["id"])
+        subflows = reader.subflow_runs(conn, flow["id"])
+    return RunGraph.model_construct(
+        flow_run=_flow_records([flow])[0],
+        task_runs=_task_records(tasks),
+        edges=[Edge.model_construct(upstream_id=u, downstream_id=d) for u, d in pairs],
+        subflow_runs=_flow_records(subflows),
+    )
+
+
+def load_parameters(flow_run_id: str) -> dict[str, Any]:
+    """The real parameter values a flow run was called with, for a rerun.
+
+    Raises ``ParametersNotStoredError`` when they could not be pickled (a lock, a lambda...) or cannot
+    be unpickled here (a class defined in another notebook's kernel).
+    """
+    store = _store()
+    with store.reading(flush=True) as conn:
+        return reader.load_parameters(conn, reader.resolve_flow_run(conn, flow_run_id))
+
+
+def delete_flow_run(flow_run_id: str) -> int:
+    """Delete a flow run with its subflow runs, task runs, logs and edges; returns flow runs deleted."""
+    store = _store()
+    with store.reading(flush=True) as conn:
+        run_id = reader.resolve_flow_run(conn, flow_run_id)
+    return int(store.write(lambda c: _prune.delete_flow_runs(c, [run_id])))
+
+
+def prune(older_than: timedelta | float) -> int:
+    """Delete finished flow runs created more than ``older_than`` (a timedelta, or seconds) ago.
+
+    Running runs are never deleted. Returns how many flow runs (subflows included) were deleted.
+    """
+    import time
+
+    seconds = older_than.total_seconds() if isinstance(older_than, timedelta) else float(older_than)
+    if seconds < 0:
+        raise ValueError(f"older_than must not be negative, got {older_than!r}")
+    before = time.time() - seconds
+    store = _store()
+    total = 0
+    while True:  # in chunks, so other processes never wait long for the write lock
+        deleted = store.write(lambda c: _prune.delete_flow_runs(c, _prune.old_flow_runs(c, before)))
+        total += deleted
+        if not deleted:
+            return total
