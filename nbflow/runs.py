@@ -186,17 +186,15 @@ def delete_flow_run(flow_run_id: str) -> int:
     return int(store.write(lambda c: _prune.delete_flow_runs(c, [run_id])))
 
 
-def prune(older_than: timedelta | float) -> int:
-    """Delete finished flow runs created more than ``older_than`` (a timedelta, or seconds) ago.
-
-    Running runs are never deleted. Returns how many flow runs (subflows included) were deleted.
-    """
+def prune(older_than: timedelta | float | str) -> int:
+    """Delete finished flow runs created more than ``older_than`` ago: a timedelta, seconds, or text
+    such as ``"30d"``, ``"12h"``. Running runs are never deleted. Returns how many flow runs (subflows
+    included) were deleted."""
     import time
 
-    seconds = older_than.total_seconds() if isinstance(older_than, timedelta) else float(older_than)
-    if seconds < 0:
-        raise ValueError(f"older_than must not be negative, got {older_than!r}")
-    before = time.time() - seconds
+    from nbflow.cache import parse_duration
+
+    before = time.time() - parse_duration(older_than)
     store = _store()
     total = 0
     while True:  # in chunks, so other processes never wait long for the write lock

@@ -121,8 +121,11 @@ def _mark(conn: sqlite3.Connection, dead: list[tuple[Any, str]], now: float) -> 
 def _importable(ref: str | None) -> tuple[str, str] | None:
     if not ref or ":" not in ref:
         return None
-    module, qualname = ref.split(":", 1)
-    if not module or module == "__main__" or "<" in qualname:  # scripts, notebooks, closures: skip silently
+    module, _, qualname = ref.rpartition(":")
+    # Notebooks, scripts (recorded by path) and closures: not importable without running someone's
+    # script here, so their hooks are skipped, silently.
+    path_like = module.endswith(".py") or "/" in module or "\\" in module
+    if not module or module == "__main__" or path_like or "<" in qualname:
         return None
     return module, qualname
 

@@ -110,10 +110,12 @@ class Writer:
             self._wake_up()
 
     def _flow_started(self, run: FlowRun) -> None:
+        """Record where the flow is defined (reruns and crash hooks import it); the context knows."""
         ctx = current.get()
         if ctx.__class__ is FlowRunContext and ctx.flow_run is run:  # type: ignore[union-attr]
-            fn = ctx.flow.fn  # type: ignore[union-attr]
-            self._append(_FlowRef(run.id, f"{getattr(fn, '__module__', '')}:{getattr(fn, '__qualname__', '')}"))
+            from nbflow._cache.rerun import flow_entrypoint  # the one spelling reruns read back
+
+            self._append(_FlowRef(run.id, flow_entrypoint(ctx.flow.fn)))  # type: ignore[union-attr]
 
     def _wake_up(self) -> None:
         if self._thread is None:

@@ -18,6 +18,7 @@ _GROUPS = (
     "nbflow.cli.demo",
     "nbflow.cli.cache",
     "nbflow.cli.concurrency",
+    "nbflow.cli.flow_runs",
     "nbflow.cli.rerun",  # adds `rerun` to `flow-run`: keep it after the module that defines `flow-run`
 )
 
