@@ -11,14 +11,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-import pickle
-import sqlite3
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nbflow.exceptions import NbflowError
+from nbflow.exceptions import NbflowError, RunNotFoundError
 
 if TYPE_CHECKING:
     from nbflow._flows import Flow
@@ -30,30 +28,18 @@ _MAIN = "__main__"
 
 @dataclass(frozen=True)
 class RecordedRun:
-    """What a rerun needs of an earlier flow run."""
+    """What a rerun needs of an earlier flow run (read through ``nbflow.runs``)."""
 
     id: str
     name: str
     flow_name: str
     flow_ref: str | None  # "module:qualname" or "/path/to/script.py:qualname"
-    parameters_pickle: bytes | None
-    parameters_error: str | None
 
     def parameters(self) -> dict[str, Any]:
-        if self.parameters_pickle is None:
-            why = self.parameters_error or "they were not recorded"
-            raise NbflowError(
-                f"Cannot rerun flow run {self.name!r}: its parameters were not kept ({why}). "
-                "Call the flow again with its parameters instead."
-            )
-        try:
-            return pickle.loads(self.parameters_pickle)
-        except Exception as exc:
-            raise NbflowError(
-                f"Cannot rerun flow run {self.name!r}: its parameters no longer load ({type(exc).__name__}: {exc}). "
-                "A value defined in a notebook loads only in that notebook's kernel, after its cell ran; "
-                "or call the flow again with its parameters."
-            ) from None
+        """The run's real parameter values; ``ParametersNotStoredError`` says why when they are gone."""
+        import nbflow.runs
+
+        return nbflow.runs.load_parameters(self.id)
 
 
 def flow_entrypoint(fn: Any) -> str:
@@ -81,40 +67,19 @@ def _same_path(a: str, b: str) -> bool:
 
 # --- finding the run ---------------------------------------------------------------------------------
 
-_COLUMNS = "id, name, flow_name, flow_ref, parameters_pickle, parameters_error"
-
-
-def find_flow_run(home: Path, flow_run_id: str | None = None, flow_name: str | None = None) -> RecordedRun:
+def find_flow_run(flow_run_id: str | None = None, flow_name: str | None = None) -> RecordedRun:
     """The flow run ``flow_run_id`` (an id, a unique id prefix, or a run name), else the latest
-    top-level run of ``flow_name``. Raises ``NbflowError`` saying what to do when there is none."""
-    path = Path(home) / "nbflow.db"
-    if not path.exists():
-        raise NbflowError(f"No flow runs are recorded in {home} yet, so there is nothing to rerun: run the flow first.")
-    conn = sqlite3.connect(str(path), timeout=10)  # only reads; read-only mode trips over WAL files
-    try:
-        if flow_run_id is None:
-            row = conn.execute(
-                f"SELECT {_COLUMNS} FROM flow_runs WHERE flow_name = ? AND parent_flow_run_id IS NULL"
-                " ORDER BY created DESC, rowid DESC LIMIT 1", (flow_name,)).fetchone()
-            if row is None:
-                raise NbflowError(f"Flow {flow_name!r} has no recorded runs in {home}: run it first, then rerun it.")
-            return RecordedRun(*row)
-        rows = conn.execute(f"SELECT {_COLUMNS} FROM flow_runs WHERE id = ?", (flow_run_id,)).fetchall()
-        if not rows and len(flow_run_id) >= 4:
-            rows = conn.execute(f"SELECT {_COLUMNS} FROM flow_runs WHERE id LIKE ? LIMIT 2",
-                                (flow_run_id.replace("%", "").replace("_", "") + "%",)).fetchall()
-        if not rows:
-            rows = conn.execute(f"SELECT {_COLUMNS} FROM flow_runs WHERE name = ? ORDER BY created DESC",
-                                (flow_run_id,)).fetchall()
-    except sqlite3.DatabaseError as exc:
-        raise NbflowError(f"Cannot read the run store {path}: {exc}") from None
-    finally:
-        conn.close()
-    if not rows:
-        raise NbflowError(f"No flow run {flow_run_id!r} in {home}: see `nbflow flow-run ls` for run ids and names.")
-    if len(rows) > 1:
-        raise NbflowError(f"{flow_run_id!r} names {len(rows)} flow runs: give more of the id to pick one.")
-    return RecordedRun(*rows[0])
+    top-level run of ``flow_name``, in the current runtime's run store. ``RunNotFoundError`` when none."""
+    import nbflow.runs
+
+    if flow_run_id is None:
+        runs = nbflow.runs.flow_runs(flow_name=flow_name, limit=1, top_level=True)
+        if not runs:
+            raise RunNotFoundError(f"Flow {flow_name!r} has no recorded runs to rerun: run it first.")
+        record = runs[0]
+    else:
+        record = nbflow.runs.flow_run(flow_run_id)
+    return RecordedRun(record.id, record.name, record.flow_name, record.flow_ref)
 
 
 # --- rerunning -----------------------------------------------------------------------------------------
@@ -129,8 +94,7 @@ def rerun(flow: Flow, flow_run_id: str | None = None, *, return_state: bool = Fa
     from nbflow._runtime import get_runtime
 
     runtime = get_runtime()
-    _flush_store(runtime)
-    record = find_flow_run(runtime.settings.home, flow_run_id, flow.name)
+    record = find_flow_run(flow_run_id, flow.name)
     if record.flow_name != flow.name:
         raise NbflowError(
             f"Flow run {record.name!r} is a run of flow {record.flow_name!r}, not of {flow.name!r}: "
@@ -139,14 +103,6 @@ def rerun(flow: Flow, flow_run_id: str | None = None, *, return_state: bool = Fa
     parameters = record.parameters()
     flow_run = flow.new_flow_run(parameters, flow_context(), rerun_of=record.id)
     return flow.run(parameters, return_state=return_state, runtime=runtime, flow_run=flow_run)
-
-
-def _flush_store(runtime: Any) -> None:
-    """Make the runs this process recorded readable by our own query (the store writes in batches)."""
-    store = getattr(runtime, "store", None)
-    flush = getattr(store, "flush", None)
-    if callable(flush):
-        flush()
 
 
 # --- the flow's code, from another process ------------------------------------------------------------

@@ -36,7 +36,7 @@ def _rerun(args: argparse.Namespace) -> int:
     from nbflow._runtime import get_runtime
 
     runtime = get_runtime()
-    record = find_flow_run(runtime.settings.home, args.id)
+    record = find_flow_run(args.id)
     flow = load_flow(record)
     record.parameters()  # fail here, before anything runs, if they cannot be loaded
     seen: dict[str, Any] = {}
