@@ -5,6 +5,8 @@ and from another process."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -249,6 +251,33 @@ def test_cli_rerun_from_another_process(project):
     assert _marks(folder) == ["load", "total"]
     latest = _latest(folder / "home", "etl")
     assert latest.id != run_id
+
+
+def test_cli_rerun_of_a_flow_in_a_script(project):
+    folder, env = project
+    script = folder / "scripts" / "nightly.py"
+    script.parent.mkdir()
+    script.write_text(PROJECT.replace("def etl(", "def nightly(") + '\nif __name__ == "__main__":\n    nightly(3)\n')
+    result = subprocess.run([sys.executable, str(script)], env={**os.environ, **env, "NBFLOW_HOME": str(folder / "home"),
+                            "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    run = _latest(folder / "home", "nightly")
+    assert run.flow_ref == f"{script}:nightly"
+    os.environ.update(env)
+    try:
+        rerun = nbflow_cli("flow-run", "rerun", run.name, home=folder / "home", cwd=tmp_cwd(folder))
+    finally:
+        for key in env:
+            os.environ.pop(key, None)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "2 of 2 task runs Cached" in rerun.stdout
+    assert _marks(folder) == ["load", "total"]  # the script's __main__ block did not run again
+
+
+def tmp_cwd(folder):
+    other = folder / "elsewhere"
+    other.mkdir(exist_ok=True)
+    return other  # the script is found by its recorded path, not the current folder
 
 
 def test_cli_rerun_of_a_notebook_flow_says_to_rerun_it_there(tmp_path):
