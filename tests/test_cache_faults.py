@@ -205,3 +205,28 @@ def test_size_limit_evicts_least_recently_used_and_nothing_fails(tmp_path):
 
         pipeline([0, 1])
         assert h.final_states("blob")[-2:] == ["Cached", "Completed"]  # 0 survived, 1 was evicted
+
+
+def test_an_unusable_cache_folder_warns_once_and_runs_go_on(tmp_path, capfd):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "cache").write_text("a file where the cache folder should be")
+    with CacheHarness(home) as h:
+        calls = []
+
+        @task(cache_policy=INPUTS)
+        def step(x):
+            calls.append(x)
+            return x
+
+        @flow
+        def pipeline():
+            return step(1), step(1), step(2)
+
+        assert pipeline() == (1, 1, 2)
+        assert pipeline() == (1, 1, 2)
+        assert calls.count(2) == 2  # nothing reached the disk, so the next flow run computes again
+        first, second = h.warnings()  # one per flow run
+        assert first == second
+        assert f"Result cache at {home / 'cache'} is unavailable" in first and "running without it" in first
+    assert capfd.readouterr().err.count("nbflow: could not write results to the cache") == 1
