@@ -1,0 +1,102 @@
+"""Feed a ``MonitorModel`` from the run store: a run of another process, or one that ended long ago.
+
+``StoreFollower.poll`` reads what changed since its last call (new runs, changed states, new log
+lines, new edges) and feeds it to the model through its plain-value API, so the same follower
+replays a finished run in one call and follows a running one when called again and again.
+
+Pure: SQLite and the model only, no Jupyter imports.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from nbflow._store import reader
+from nbflow.jupyter._monitor_model import MonitorModel
+
+__all__ = ["StoreFollower", "load_model"]
+
+_FINAL = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
+
+
+class StoreFollower:
+    """Brings a model up to date with the stored rows of one flow run and its subflows."""
+
+    def __init__(self, model: MonitorModel) -> None:
+        self.model = model
+        self._states: dict[str, Any] = {}  # run id -> state timestamp already fed
+        self._flows: list[str] = [model.flow_run_id]
+        self._log_after: dict[str, int] = {}
+        self._edges_seen: dict[str, int] = {}
+        self.finished = False
+
+    def poll(self, conn: sqlite3.Connection) -> None:
+        """Feed everything that changed in the store since the last poll."""
+        model = self.model
+        i = 0
+        while i < len(self._flows):  # the list grows as subflows turn up
+            flow_run_id = self._flows[i]
+            row = reader.flow_run(conn, flow_run_id)
+            parent = None if i == 0 else row["parent_flow_run_id"]
+            events: list[tuple[float, int, tuple[Any, ...], dict[str, Any]]] = []
+            self._run(row, "flow", parent, row["flow_name"], row["flow_name"], events)
+            for values in reader.task_runs(conn, flow_run_id):
+                task = dict(zip(reader.TASK_COLUMNS, values))
+                self._run(task, "task", flow_run_id, task["task_key"], task["task_name"], events)
+            for sub in reader.subflow_runs(conn, flow_run_id):
+                if sub["id"] not in self._flows:
+                    self._flows.append(sub["id"])
+            for log_id, _flow, task_run_id, level, timestamp, logger, message in reader.logs(
+                conn, flow_run_id, after=self._log_after.get(flow_run_id, 0)
+            ):
+                self._log_after[flow_run_id] = log_id
+                events.append((timestamp, 1, (task_run_id or flow_run_id, level, message, timestamp, logger), {}))
+            # Transitions and log lines in the order they happened: the state log reads like the run.
+            events.sort(key=lambda e: (e[0], e[1]))
+            for _t, kind, args, kwargs in events:
+                if kind == 0:
+                    model.state_changed(*args, **kwargs)
+                else:
+                    model.log_emitted(*args)
+            pairs = reader.edges(conn, flow_run_id)
+            for upstream, downstream in pairs[self._edges_seen.get(flow_run_id, 0):]:
+                model.edge_added(upstream, downstream)
+            self._edges_seen[flow_run_id] = len(pairs)
+            if i == 0:
+                self.finished = row["state_type"] in _FINAL
+            i += 1
+
+    def _run(self, row: dict[str, Any], kind: str, parent: str | None, key: str, label: str,
+             events: list[tuple[float, int, tuple[Any, ...], dict[str, Any]]]) -> None:
+        run_id = row["id"]
+        seen = self._states.get(run_id)
+        if seen is None:
+            self.model.run_created(run_id, kind, row["name"], flow_run_id=parent, key=key, label=label,
+                                   start=row["start_time"])
+        if seen == row["state_timestamp"]:
+            return
+        self._states[run_id] = row["state_timestamp"]
+        history = reader.parse_history(row["history"])
+        if seen is not None:
+            history = [h for h in history if h[3] > seen]
+        if not history and row["state_type"]:
+            history = [(row["state_type"], row["state_name"], row["state_message"], row["state_timestamp"])]
+        for n, (type_, name, message, timestamp) in enumerate(history):
+            last = n == len(history) - 1
+            events.append((timestamp, 0, (run_id, name, type_, timestamp), {
+                "message": message,
+                "attempts": row["run_count"] if last else None,
+                "cache_key": row.get("cache_key") if last else None,
+                "start": row["start_time"] if last else None,
+                "end": row["end_time"] if last and type_ in _FINAL else None,
+            }))
+
+
+def load_model(conn: sqlite3.Connection, ref: str) -> tuple[MonitorModel, StoreFollower]:
+    """A model of the stored flow run ``ref`` (id, unique id prefix or run name), and its follower."""
+    run_id = reader.resolve_flow_run(conn, ref)
+    model = MonitorModel(run_id)
+    follower = StoreFollower(model)
+    follower.poll(conn)
+    return model, follower
