@@ -44,48 +44,33 @@ def _store() -> Store:
     return _readers[home]
 
 
-def _states(history: str | None) -> list[dict[str, Any]]:
-    return [{"type": t, "name": n, "message": m, "timestamp": ts} for t, n, m, ts in reader.parse_history(history)]
-
-
-def _state(row: dict[str, Any]) -> dict[str, Any] | None:
-    if row["state_type"] is None:
-        return None
-    return {"type": row["state_type"], "name": row["state_name"], "message": row["state_message"],
-            "timestamp": row["state_timestamp"]}
-
-
-def _flow_record(row: dict[str, Any]) -> dict[str, Any]:
-    row = dict(row)
-    row["state"] = _state(row)
-    row["history"] = _states(row.pop("history"))
-    row["parameters"] = json.loads(row["parameters"]) if row["parameters"] else {}
-    row["tags"] = json.loads(row["tags"]) if row["tags"] else []
-    return row
-
-
 def _flow_records(rows: list[dict[str, Any]]) -> list[FlowRunRecord]:
-    from nbflow._store.models import flow_run_list
+    from nbflow._store.models import FlowRunRecord
 
-    return flow_run_list.validate_python([_flow_record(row) for row in rows])
+    return [FlowRunRecord._build({
+        "id": r["id"], "name": r["name"], "tags": json.loads(r["tags"]) if r["tags"] else [], "start_time": r["start_time"], "end_time": r["end_time"],
+        "run_count": r["run_count"], "flow_name": r["flow_name"], "flow_ref": r["flow_ref"],
+        "parameters": json.loads(r["parameters"]) if r["parameters"] else {},
+        "parent_flow_run_id": r["parent_flow_run_id"], "parent_task_run_id": r["parent_task_run_id"],
+        "deployment_id": r["deployment_id"], "rerun_of": r["rerun_of"], "created": r["created"], "pid": r["pid"],
+        "host": r["host"], "heartbeat": r["heartbeat"],
+    }, {"_state": (r["state_type"], r["state_name"], r["state_message"], r["state_timestamp"]),
+        "_history": r["history"]}) for r in rows]
 
 
 def _task_records(rows: list[tuple]) -> list[TaskRunRecord]:
-    from nbflow._store.models import task_run_list
+    """Records of task run rows; ten thousand of them in a few tens of milliseconds (see ``_build``)."""
+    from nbflow._store.models import TaskRunRecord
 
-    parse = reader.parse_history
-    records = []
-    for (id_, flow_run_id, name, task_name, task_key, cache_key, tags, s_type, s_name, s_message, s_time,
-         history, start, end, run_count) in rows:
-        records.append({
-            "id": id_, "flow_run_id": flow_run_id, "name": name, "task_name": task_name, "task_key": task_key,
-            "cache_key": cache_key, "tags": json.loads(tags) if tags else [],
-            "state": None if s_type is None else
-            {"type": s_type, "name": s_name, "message": s_message, "timestamp": s_time},
-            "history": [{"type": t, "name": n, "message": m, "timestamp": ts} for t, n, m, ts in parse(history)],
-            "start_time": start, "end_time": end, "run_count": run_count,
-        })
-    return task_run_list.validate_python(records)
+    build = TaskRunRecord._build
+    loads = json.loads
+    return [build({
+        "id": id_, "name": name, "tags": loads(tags) if tags else [], "start_time": start, "end_time": end,
+        "run_count": run_count, "flow_run_id": flow_run_id, "task_name": task_name, "task_key": task_key,
+        "cache_key": cache_key,
+    }, {"_state": (s_type, s_name, s_message, s_time), "_history": history})
+        for (id_, flow_run_id, name, task_name, task_key, cache_key, tags, s_type, s_name, s_message, s_time,
+             history, start, end, run_count) in rows]
 
 
 def flow_runs(flow_name: str | None = None, state: str | None = None, limit: int | None = 20, *,
@@ -125,7 +110,7 @@ def task_run(task_run_id: str, flow_run_id: str | None = None) -> TaskRunRecord:
 
 def logs(run_id: str, level: int = 0) -> list[LogRecord]:
     """Log lines of a flow run (its own and its task runs', oldest first) or of one task run (full id)."""
-    from nbflow._store.models import log_list
+    from nbflow._store.models import LogRecord
     from nbflow.exceptions import RunNotFoundError
 
     store = _store()
@@ -142,16 +127,15 @@ def logs(run_id: str, level: int = 0) -> list[LogRecord]:
         rows = reader.logs(conn, flow_id, task_run_id=task_id)
         names = reader.task_names(conn, flow_id)
         flow_name = conn.execute("SELECT name FROM flow_runs WHERE id = ?", (flow_id,)).fetchone()[0]
-    return log_list.validate_python([
-        {"id": i, "flow_run_id": f, "task_run_id": t, "run_name": names.get(t, "?") if t else flow_name,
-         "level": lv, "timestamp": ts, "logger": lg, "message": m}
-        for i, f, t, lv, ts, lg, m in rows if lv >= level
-    ])
+    build = LogRecord._build
+    return [build({"id": i, "flow_run_id": f, "task_run_id": t, "run_name": names.get(t, "?") if t else flow_name,
+                   "level": lv, "timestamp": ts, "logger": lg, "message": m})
+            for i, f, t, lv, ts, lg, m in rows if lv >= level]
 
 
 def graph(flow_run_id: str) -> RunGraph:
     """A flow run with its task runs, the edges between them, and its subflow runs."""
-    from nbflow._store.models import Edge, RunGraph
+    from nbflow._store.models import RunGraph
 
     store = _store()
     with store.reading(flush=True) as conn:
@@ -159,12 +143,12 @@ def graph(flow_run_id: str) -> RunGraph:
         tasks = reader.task_runs(conn, flow["id"])
         pairs = reader.edges(conn, flow["id"])
         subflows = reader.subflow_runs(conn, flow["id"])
-    return RunGraph.model_construct(
-        flow_run=_flow_records([flow])[0],
-        task_runs=_task_records(tasks),
-        edges=[Edge.model_construct(upstream_id=u, downstream_id=d) for u, d in pairs],
-        subflow_runs=_flow_records(subflows),
-    )
+    return RunGraph._build({  # type: ignore[no-any-return]
+        "flow_run": _flow_records([flow])[0],
+        "task_runs": _task_records(tasks),
+        "edges": pairs,
+        "subflow_runs": _flow_records(subflows),
+    })
 
 
 def load_parameters(flow_run_id: str) -> dict[str, Any]:

@@ -1,0 +1,224 @@
+"""Run store speed: what recording runs costs a task, a 100,000-task flow with the store on, reading
+one big run back, and the first flow run of a fresh process with an empty ``NBFLOW_HOME``.
+
+Run: ``python benchmarks/store.py`` (``--quick`` for small sizes). ``run()`` returns the rows
+``benchmarks/compare.py`` prints. Every measurement runs in a fresh process (``--job NAME``) with a
+fresh home; console logging stays on and goes to /dev/null, as in compare.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+QUICK = os.environ.get("NBFLOW_BENCH_QUICK") == "1" or "--quick" in sys.argv
+N = 200 if QUICK else 1000  # tasks per flow in the overhead rows
+REPEATS = 3 if QUICK else 11
+BIG = 10_000 if QUICK else 100_000
+READ = 1_000 if QUICK else 10_000
+
+
+# --- jobs (each in its own fresh process) ----------------------------------------------------------
+
+def _runtime(home: str, store: bool) -> Any:
+    from nbflow._runtime import Runtime
+    from nbflow._settings import Settings
+
+    runtime = Runtime.from_settings(Settings(home=home, store_enabled=store))
+    runtime.console._stream = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+    return runtime
+
+
+def _flows() -> dict[str, Any]:
+    from nbflow import flow, task
+
+    @task
+    def inc(x: int) -> int:
+        return x + 1
+
+    @flow
+    def empty() -> None:
+        return None
+
+    @flow
+    def chain(n: int) -> int:
+        x = 0
+        for _ in range(n):
+            x = inc(x)
+        return x
+
+    @flow
+    def fan(n: int) -> int:
+        return sum(f.result() for f in [inc.submit(i) for i in range(n)])
+
+    @flow(name="fan-out-graph")
+    def graph(n: int) -> int:
+        # Ten roots, each feeding a tenth of the tasks: n task runs, n - 10 edges.
+        roots = [inc.submit(i) for i in range(10)]
+        leaves = [inc.submit(roots[i % 10]) for i in range(n - 10)]
+        for leaf in leaves:
+            leaf.wait()
+        return len(roots) + len(leaves)
+
+    return {"empty": empty, "chain": chain, "fan": fan, "graph": graph}
+
+
+def job_overhead(n: int, repeats: int) -> dict[str, Any]:
+    """Per-task time of a chain and of submitted tasks, store off and on, interleaved in one process."""
+    from nbflow._runtime import use_runtime
+
+    f = _flows()
+    tmp = tempfile.mkdtemp(prefix="nbflow-bench-store-")
+    runtimes = {"off": _runtime(f"{tmp}/off", False), "on": _runtime(f"{tmp}/on", True)}
+    samples: dict[str, list[float]] = {}
+    for mode, runtime in runtimes.items():
+        with use_runtime(runtime):
+            f["chain"](n)
+            f["fan"](n)
+    for _ in range(repeats):
+        for mode, runtime in runtimes.items():
+            with use_runtime(runtime):
+                for name in ("empty", "chain", "fan"):
+                    start = time.perf_counter()
+                    f[name](n) if name != "empty" else f[name]()
+                    samples.setdefault(f"{mode}_{name}", []).append(time.perf_counter() - start)
+    out = {k: statistics.median(v) for k, v in samples.items()}
+    for mode in runtimes:
+        for name in ("chain", "fan"):
+            out[f"{mode}_{name}_per_task"] = (out[f"{mode}_{name}"] - out[f"{mode}_empty"]) / n
+    return out
+
+
+def job_big(n: int, store: bool) -> dict[str, Any]:
+    """One flow of n submitted trivial tasks: wall time and this process's peak RSS."""
+    from nbflow._runtime import use_runtime
+
+    f = _flows()
+    runtime = _runtime(os.environ["NBFLOW_HOME"], store)
+    with use_runtime(runtime):
+        start = time.perf_counter()
+        assert f["fan"](n) == n * (n + 1) // 2
+        wall = time.perf_counter() - start
+    out: dict[str, Any] = {"wall_s": wall, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if store:
+        import sqlite3
+
+        with sqlite3.connect(Path(os.environ["NBFLOW_HOME"]) / "nbflow.db") as db:
+            out["stored_task_runs"] = db.execute("SELECT count(*) FROM task_runs").fetchone()[0]
+        out["db_mb"] = (Path(os.environ["NBFLOW_HOME"]) / "nbflow.db").stat().st_size / 2**20
+    return out
+
+
+def job_write(n: int) -> dict[str, Any]:
+    from nbflow._runtime import use_runtime
+
+    with use_runtime(_runtime(os.environ["NBFLOW_HOME"], True)):
+        _flows()["graph"](n)
+    return {}
+
+
+def job_read(n: int, repeats: int) -> dict[str, Any]:
+    """Read the stored run back in a fresh process: graph() (run + task runs + edges), cold then warm."""
+    import nbflow.runs
+
+    run_id = nbflow.runs.flow_runs(flow_name="fan-out-graph", limit=1)[0].id
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        graph = nbflow.runs.graph(run_id)
+        times.append(time.perf_counter() - start)
+        assert len(graph.task_runs) == n and len(graph.edges) == n - 10, (len(graph.task_runs), len(graph.edges))
+    return {"cold_s": times[0], "warm_s": statistics.median(times[1:] or times)}
+
+
+_JOBS = {"overhead": job_overhead, "big": job_big, "write": job_write, "read": job_read}
+
+
+# --- driver ------------------------------------------------------------------------------------------
+
+def _env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NBFLOW_")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    env["NBFLOW_HOME"] = str(home)
+    env.update(extra)
+    return env
+
+
+def _job(name: str, home: Path, **params: Any) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, __file__, "--job", name, json.dumps(params)], env=_env(home),
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=1800,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"job {name} failed: {done.stderr.strip().splitlines()[-1:] or done.returncode}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _first_run_ms(home: Path, store: bool, repeats: int) -> float:
+    """Wall time of `python -c` importing nbflow and running one one-task flow, empty home each time."""
+    code = ("from nbflow import flow, task\n@task\ndef one(): return 1\n@flow\ndef first(): return one()\n"
+            "assert first() == 1\n")
+    times = []
+    for i in range(repeats):
+        env = _env(home / f"first-{store}-{i}", NBFLOW_STORE_ENABLED=str(store).lower())
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def run() -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="nbflow-bench-store-") as tmp:
+        root = Path(tmp)
+        o = _job("overhead", root / "overhead", n=N, repeats=REPEATS)
+        for name, label in (("chain", f"{N:,}-task chain"), ("fan", f"{N:,} submitted tasks")):
+            on, off = o[f"on_{name}_per_task"], o[f"off_{name}_per_task"]
+            rows.append({
+                "workload": f"store on / store off, per-task time, {label}", "unit": "×",
+                "nbflow": round(on / off, 2), "target": "≤ 1.3", "target_max": 1.3,
+                "note": f"{on * 1e6:.1f} µs/task with the store, {off * 1e6:.1f} µs/task without "
+                        f"(median of {REPEATS}, interleaved, minus an empty flow)",
+            })
+        big = _job("big", root / "big-on", n=BIG, store=True)
+        base = _job("big", root / "big-off", n=BIG, store=False)
+        assert big["stored_task_runs"] == BIG, big
+        rows.append({"workload": f"{BIG:,} submitted tasks, store on: wall", "unit": "s",
+                     "nbflow": round(big["wall_s"], 1),
+                     "note": f"store off: {base['wall_s']:.1f} s; nbflow.db {big['db_mb']:.0f} MB"})
+        rows.append({"workload": f"{BIG:,} submitted tasks, store on: peak RSS", "unit": "MB",
+                     "nbflow": round(big["maxrss_mb"]), "target": "< 400 MB", "target_max": 400.0,
+                     "note": f"store off: {base['maxrss_mb']:.0f} MB (the engine's own per-task objects)"})
+        _job("write", root / "read", n=READ)
+        r = _job("read", root / "read", n=READ, repeats=5)
+        rows.append({"workload": f"read one run of {READ:,} task runs + edges (nbflow.runs.graph)", "unit": "ms",
+                     "nbflow": round(r["cold_s"] * 1000, 1), "target": "< 100 ms", "target_max": 100.0,
+                     "note": f"first read in a fresh process; warm: {r['warm_s'] * 1000:.1f} ms"})
+        first_on = _first_run_ms(root, True, 3 if QUICK else 7)
+        first_off = _first_run_ms(root, False, 3 if QUICK else 7)
+        rows.append({"workload": "first flow run of a fresh process, empty NBFLOW_HOME (incl. imports)",
+                     "unit": "ms", "nbflow": round(first_on), "target": "< 300 ms", "target_max": 300.0,
+                     "note": f"store off: {first_off:.0f} ms; python -c, interpreter start included"})
+    return rows
+
+
+if __name__ == "__main__":
+    if "--job" in sys.argv:
+        name, params = sys.argv[sys.argv.index("--job") + 1], json.loads(sys.argv[sys.argv.index("--job") + 2])
+        sys.path[:0] = [str(REPO)]
+        result = _JOBS[name](**params)
+        print(json.dumps(result))
+    else:
+        for row in run():
+            print(f"{row['workload']}: {row['nbflow']} {row['unit']}" + (f"   ({row['note']})" if row.get("note") else ""))

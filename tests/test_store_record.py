@@ -1,0 +1,213 @@
+"""What a run leaves in the store, read back through ``nbflow.runs``: runs, states, logs, edges,
+parameters, and what the caller of a flow can count on when the call returns."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from store_support import db, recording
+
+import nbflow.runs as runs
+from nbflow import flow, get_run_logger, task
+from nbflow._clock import FakeClock
+from nbflow._store.models import FlowRunRecord, LogRecord, StateRecord, TaskRunRecord
+from nbflow.exceptions import ParametersNotStoredError, RunNotFoundError
+
+
+@task
+def double(x: int) -> int:
+    get_run_logger().info("doubling %s", x)
+    return 2 * x
+
+
+@task
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+attempts: list[int] = []
+
+
+@task(retries=1, retry_delay_seconds=0)
+def flaky() -> None:
+    attempts.append(1)
+    raise ValueError("flaky says no")
+
+
+@flow
+def child(x: int) -> int:
+    return double(x)
+
+
+@flow(log_prints=True)
+def pipeline(n: int, label: str = "demo") -> int:
+    a = double.submit(n)
+    b = double.submit(n + 1)
+    total = add.submit(a, b)
+    print("printed from the flow")
+    child(n)
+    flaky.submit().wait()
+    return total.result()
+
+
+def test_a_flow_run_is_recorded_with_its_task_runs_states_logs_and_edges(tmp_path: Path) -> None:
+    with recording(tmp_path / "home"):
+        assert pipeline(3) == 14
+        run = runs.flow_runs(flow_name="pipeline")[0]
+        tasks = {t.name: t for t in runs.task_runs(run.id)}
+        lines = runs.logs(run.id)
+        graph = runs.graph(run.id)
+        sub = runs.flow_runs(flow_name="child")[0]
+    assert run.state_name == "Completed" and run.parameters == {"n": 3, "label": "demo"}
+    assert run.pid == os.getpid() and run.host == socket.gethostname() and run.run_count == 1
+    assert run.start_time is not None and run.end_time is not None and run.start_time <= run.end_time
+    assert [s.name for s in run.history] == ["Pending", "Running", "Completed"]
+    assert set(tasks) == {"double", "double-2", "add", "flaky"}
+    assert tasks["add"].state_name == "Completed" and tasks["add"].run_count == 1
+    assert tasks["flaky"].run_count == 2
+    assert [s.name for s in tasks["flaky"].history] == ["Pending", "Running", "Retrying", "Failed"]
+    assert "flaky says no" in (tasks["flaky"].state_message or "")
+    assert sorted(graph.edges) == sorted([(tasks["double"].id, tasks["add"].id), (tasks["double-2"].id, tasks["add"].id)])
+    assert [r.id for r in graph.subflow_runs] == [sub.id]
+    text = [line.format() for line in lines]
+    assert any("Task run 'double' - doubling 3" in t for t in text)
+    assert any(f"Flow run '{run.name}' - printed from the flow" in t for t in text)
+    assert text[-1].endswith(f"Flow run '{run.name}' - Finished in state Completed()")
+    assert [line.message for line in lines if line.task_run_id == tasks["double-2"].id] == [
+        "doubling 4", "Finished in state Completed()"]
+
+
+def test_the_run_is_committed_when_the_flow_call_returns(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with recording(home):
+        pipeline(1)
+        # Another program's connection: no flush on our side, only what is committed.
+        with db(home) as conn:
+            states = conn.execute("SELECT flow_name, state_type FROM flow_runs ORDER BY flow_name").fetchall()
+            tasks = conn.execute("SELECT count(*) FROM task_runs WHERE state_type IS NOT NULL").fetchone()[0]
+            last = conn.execute("SELECT message FROM logs ORDER BY id DESC LIMIT 1").fetchone()[0]
+    assert states == [("child", "COMPLETED"), ("pipeline", "COMPLETED")]
+    assert tasks == 5
+    assert last == "Finished in state Completed()"
+
+
+def test_a_subflow_knows_its_parent_and_top_level_lists_leave_it_out(tmp_path: Path) -> None:
+    with recording(tmp_path / "home"):
+        pipeline(2)
+        parent = runs.flow_runs(flow_name="pipeline")[0]
+        sub = runs.flow_runs(flow_name="child")[0]
+        top = runs.flow_runs(top_level=True)
+    assert sub.parent_flow_run_id == parent.id
+    assert [r.id for r in top] == [parent.id]
+
+
+def test_stored_log_lines_follow_the_logging_level(tmp_path: Path) -> None:
+    @flow
+    def chatty() -> None:
+        logger = get_run_logger()
+        logger.info("just so you know")
+        logger.warning("careful")
+
+    with recording(tmp_path / "home", logging_level="WARNING"):
+        chatty()
+        lines = runs.logs(runs.flow_runs()[0].id)
+    assert [(line.level, line.message) for line in lines] == [(logging.WARNING, "careful")]
+
+
+def test_parameters_are_shown_truncated_and_kept_whole_for_reruns(tmp_path: Path) -> None:
+    @flow
+    def takes(items: list, text: str) -> int:
+        return len(items) + len(text)
+
+    items, text = list(range(1000)), "x" * 5000
+    with recording(tmp_path / "home"):
+        takes(items, text)
+        run = runs.flow_runs()[0]
+        real = runs.load_parameters(run.id)
+    assert run.parameters["items"][:3] == [0, 1, 2] and run.parameters["items"][-1] == "... 980 more"
+    assert run.parameters["text"].endswith("... (5000 characters)") and len(run.parameters["text"]) < 300
+    assert real == {"items": items, "text": text}
+
+
+def test_unpicklable_parameters_say_why_they_cannot_be_rerun(tmp_path: Path) -> None:
+    @flow(validate_parameters=False)
+    def locked(lock: object) -> str:
+        return "ok"
+
+    with recording(tmp_path / "home"):
+        locked(threading.Lock())
+        run = runs.flow_runs()[0]
+        with pytest.raises(ParametersNotStoredError, match="cannot be pickled"):
+            runs.load_parameters(run.id)
+    assert run.state_name == "Completed" and "lock" in run.parameters
+
+
+def test_flow_runs_are_found_by_id_prefix_or_name_and_filtered(tmp_path: Path) -> None:
+    @flow(flow_run_name="nightly")
+    def named(fail: bool) -> None:
+        if fail:
+            raise RuntimeError("boom")
+
+    with recording(tmp_path / "home"):
+        named(False)
+        named(True, return_state=True)
+        pipeline(1)
+        first, second = runs.flow_runs(flow_name="named")[::-1]
+        assert runs.flow_run(first.id[:10]).id == first.id
+        assert runs.flow_run(first.id.upper()).id == first.id
+        assert [r.id for r in runs.flow_runs(state="failed")] == [second.id]
+        assert [r.id for r in runs.flow_runs(state="FAILED", flow_name="named")] == [second.id]
+        assert len(runs.flow_runs(limit=2)) == 2
+        with pytest.raises(RunNotFoundError, match="matches several flow runs"):
+            runs.flow_run("nightly")
+        with pytest.raises(RunNotFoundError, match="No flow run"):
+            runs.flow_run("no-such-run")
+        assert runs.flow_run(runs.flow_runs(flow_name="pipeline")[0].name).flow_name == "pipeline"
+
+
+def test_records_are_what_validation_would_have_built(tmp_path: Path) -> None:
+    with recording(tmp_path / "home"):
+        pipeline(2)
+        run = runs.flow_runs(flow_name="pipeline")[0]
+        records = [run, *runs.task_runs(run.id), *runs.logs(run.id), runs.graph(run.id)]
+    for record in records:
+        data = record.model_dump()
+        assert type(record).model_validate(data).model_dump() == data
+        assert type(record).model_validate_json(record.model_dump_json()).model_dump() == data
+    assert isinstance(run, FlowRunRecord) and isinstance(run.state, StateRecord)
+    assert all(isinstance(r, (TaskRunRecord, LogRecord)) for r in records[1:-1])
+
+
+def test_delete_and_prune_remove_runs_with_everything_under_them(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    old = FakeClock(time.time() - 40 * 86400)
+    with recording(home, clock=old):
+        pipeline(1)  # 40 days ago: a parent, a subflow, their task runs and logs
+    with recording(home):
+        pipeline(2)
+        keep = runs.flow_runs(flow_name="pipeline")[0]
+        assert len(runs.flow_runs(limit=None)) == 4
+        assert runs.prune("30d") == 2
+        assert {r.id for r in runs.flow_runs(limit=None)} == {keep.id, runs.flow_runs(flow_name="child")[0].id}
+        assert runs.delete_flow_run(keep.name) == 2
+        assert runs.flow_runs(limit=None) == []
+    with db(home) as conn:
+        for table in ("task_runs", "logs", "edges"):
+            assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0
+
+
+def test_a_store_that_cannot_be_written_never_breaks_a_run(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    home = tmp_path / "home"
+    with recording(home):
+        with db(home) as conn:
+            conn.execute("DROP TABLE logs")  # someone else broke the database under us
+        assert pipeline(2) == 10
+        assert pipeline(3) == 14
+    err = capfd.readouterr().err
+    assert err.count("could not write to the run store") == 1 and str(home / "nbflow.db") in err
