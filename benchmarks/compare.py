@@ -184,6 +184,8 @@ class Bench:
 
     def store(self) -> None:
         s = self.sizes
+        if (BENCH_DIR / "store.py").exists():
+            return  # the run store's own module measures these rows (see features() for why)
         ratio = self.row("store on / store off, per-task overhead", "×", target="≤ 1.3", target_max=1.3)
         big_wall = self.row(f"{s.big:,} submitted tasks, store on: wall", "s")
         big_rss = self.row(f"{s.big:,} submitted tasks, store on: peak RSS", "MB", target="< 400 MB",
@@ -220,7 +222,8 @@ class Bench:
     def features(self) -> None:
         s = self.sizes
         # benchmarks/cache.py (the result cache's own module) measures hits beside Prefect in more
-        # detail; when it is there, its rows replace this one rather than repeat it.
+        # detail; when it is there, its rows replace this one rather than repeat it. Same for
+        # benchmarks/store.py and the store rows.
         own_cache = not (BENCH_DIR / "cache.py").exists()
         if own_cache:
             hit = self.row("cache hit, small input, per call", "µs", target="< 150 µs and ≤ Prefect/30")
