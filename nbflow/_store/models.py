@@ -102,7 +102,7 @@ class _RunRecord(_Record):
         """Every state the run went through, oldest first."""
         if isinstance(self._history, list):
             return list(self._history)
-        from nbflow._store.reader import parse_history
+        from nbflow._store.history import parse_history
 
         return [StateRecord._build({"type": t, "name": n, "message": m, "timestamp": ts})
                 for t, n, m, ts in parse_history(self._history)]

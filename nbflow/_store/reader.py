@@ -6,12 +6,12 @@ run names) are resolved here, with one clear error when nothing or more than one
 
 from __future__ import annotations
 
-import json
 import pickle
 import re
 import sqlite3
 from typing import Any
 
+from nbflow._store.history import parse_history
 from nbflow.exceptions import ParametersNotStoredError, RunNotFoundError
 
 __all__ = [
@@ -32,20 +32,6 @@ _FLOW_SELECT = f"SELECT {', '.join(FLOW_COLUMNS)} FROM flow_runs"
 _TASK_SELECT = f"SELECT {', '.join(TASK_COLUMNS)} FROM task_runs"
 _HEX = re.compile(r"[0-9a-f]{1,32}")
 _STATE_TYPES = ("SCHEDULED", "PENDING", "RUNNING", "COMPLETED", "FAILED", "CRASHED", "CANCELLED")
-
-
-def parse_history(text: str | None) -> list[tuple[str, str, str | None, float]]:
-    """``[(type, name, message, timestamp), ...]`` from a ``history`` column, oldest first.
-
-    >>> parse_history('["PENDING",null,1500000],["FAILED","TimedOut",2000000,"too slow"]')
-    [('PENDING', 'Pending', None, 1.5), ('FAILED', 'TimedOut', 'too slow', 2.0)]
-    """
-    if not text:
-        return []
-    return [
-        (entry[0], entry[1] or entry[0].title(), entry[3] if len(entry) > 3 else None, entry[2] / 1e6)
-        for entry in json.loads(f"[{text}]")
-    ]
 
 
 def _flow_dict(row: tuple) -> dict[str, Any]:

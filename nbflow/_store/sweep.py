@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nbflow._store import db
+from nbflow._store.history import history_entry
 from nbflow._store.processes import is_alive
 
 __all__ = ["sweep", "CrashedRun", "run_crash_hooks"]
@@ -77,40 +78,32 @@ def sweep(conn: sqlite3.Connection, crash_after_seconds: float, now: float | Non
 
 
 def _mark(conn: sqlite3.Connection, dead: list[tuple[Any, str]], now: float) -> list[CrashedRun]:
+    from nbflow._states import Crashed
+
+    append = "history = COALESCE(history || ',', '') || ?"
     marked = []
     for row, why in dead:
         run_id, name, flow_name, flow_ref = row[0], row[1], row[2], row[3]
         message = f"Flow run crashed: {why}"
         changed = conn.execute(
             "UPDATE flow_runs SET state_type = 'CRASHED', state_name = 'Crashed', state_message = ?,"
-            " state_timestamp = ?, end_time = ? WHERE id = ? AND state_type = 'RUNNING'",
-            (message, now, now, run_id),
+            f" state_timestamp = ?, end_time = ?, {append} WHERE id = ? AND state_type = 'RUNNING'",
+            (message, now, now, history_entry(Crashed(message, timestamp=now)), run_id),
         ).rowcount
         if not changed:
             continue  # another process swept it first
-        conn.execute(
-            "INSERT INTO state_history (flow_run_id, run_id, type, name, message, timestamp)"
-            " VALUES (?, ?, 'CRASHED', 'Crashed', ?, ?)", (run_id, run_id, message, now),
-        )
         conn.execute(
             "INSERT INTO logs (flow_run_id, task_run_id, level, timestamp, logger, message)"
             " VALUES (?, NULL, ?, ?, 'nbflow.sweep', ?)",
             (run_id, logging.ERROR, now, f"{message}; marked Crashed by pid {os.getpid()} on {_HOST}"),
         )
         task_message = "Task run crashed: its flow run's process is gone"
-        unfinished = [r[0] for r in conn.execute(
-            f"SELECT id FROM task_runs WHERE flow_run_id = ? AND (state_type IS NULL OR state_type NOT IN {_FINAL})",
-            (run_id,),
-        )]
-        conn.executemany(
+        entry = history_entry(Crashed(task_message, timestamp=now))
+        conn.execute(
             "UPDATE task_runs SET state_type = 'CRASHED', state_name = 'Crashed', state_message = ?,"
-            " state_timestamp = ?, end_time = ? WHERE id = ?",
-            [(task_message, now, now, task_id) for task_id in unfinished],
-        )
-        conn.executemany(
-            "INSERT INTO state_history (flow_run_id, run_id, type, name, message, timestamp)"
-            " VALUES (?, ?, 'CRASHED', 'Crashed', ?, ?)",
-            [(run_id, task_id, task_message, now) for task_id in unfinished],
+            f" state_timestamp = ?, end_time = ?, {append}"
+            f" WHERE flow_run_id = ? AND (state_type IS NULL OR state_type NOT IN {_FINAL})",
+            (task_message, now, now, entry, run_id),
         )
         marked.append(CrashedRun(run_id, name, flow_name, flow_ref, message, now))
     return marked

@@ -28,6 +28,7 @@ from nbflow._runs import FlowRun, TaskRun
 from nbflow._states import FINAL_TYPES, StateType
 from nbflow._store import db
 from nbflow._store.processes import own_start_time
+from nbflow._store.history import DEFAULT_NAME, PLAIN, history_entry
 from nbflow._store.render import pickle_parameters, render_parameters
 
 __all__ = ["Writer", "BATCH_SECONDS"]
@@ -262,27 +263,6 @@ _INSERT_LOG = "INSERT INTO logs (flow_run_id, task_run_id, level, timestamp, log
 _INSERT_EDGE = "INSERT INTO edges (flow_run_id, upstream_id, downstream_id) VALUES (?,?,?)"
 _ENGINE_LOGGER = "nbflow.engine"  # stored as NULL: most lines are the engine's
 
-# Names that need no JSON escaping, and each type's default name (stored as null).
-_PLAIN = {t: f'["{t.value}",null,' for t in StateType}
-_DEFAULT_NAME = {t: t.value.title() for t in StateType}
-_encode = json.JSONEncoder(ensure_ascii=False, check_circular=False, separators=(",", ":")).encode
-
-
-def history_entry(state: Any) -> str:
-    """One state as stored in a ``history`` column, its timestamp in whole microseconds (a float's
-    shortest repr costs the writer six times more than an int's).
-
-    >>> from nbflow._states import Completed, Retrying
-    >>> history_entry(Completed(timestamp=1.5))
-    '["COMPLETED",null,1500000]'
-    >>> history_entry(Retrying("Retry 1/3", timestamp=2.0))
-    '["RUNNING","Retrying",2000000,"Retry 1/3"]'
-    """
-    if state.message is None and state.name == _DEFAULT_NAME[state.type]:
-        return f"{_PLAIN[state.type]}{int(state.timestamp * 1e6)}]"
-    return _encode([state.type.value, state.name, int(state.timestamp * 1e6), state.message])
-
-
 class _Rows:
     """One batch of events turned into rows, then written in one transaction (``execute``)."""
 
@@ -314,8 +294,8 @@ class _Rows:
             if cls is StateChanged:
                 run = item.run
                 state = item.state
-                if state.message is None and state.name == _DEFAULT_NAME[state.type]:
-                    entry_text = f"{_PLAIN[state.type]}{int(state.timestamp * 1e6)}]"
+                if state.message is None and state.name == DEFAULT_NAME[state.type]:
+                    entry_text = f"{PLAIN[state.type]}{int(state.timestamp * 1e6)}]"
                 else:
                     entry_text = history_entry(state)
                 if run.__class__ is TaskRun:

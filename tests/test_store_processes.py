@@ -1,0 +1,264 @@
+"""Several real processes on one store: concurrent writers, a SIGKILLed run, the crash sweep and its
+hooks, heartbeats, and events still queued when the interpreter exits."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+from store_support import count, db, nbflow, recording, script, start, wait_for
+
+import nbflow.runs as runs
+from nbflow import flow
+from nbflow._store.sweep import sweep
+
+pytestmark = pytest.mark.slow
+
+FLOW_500 = """
+import sys, time
+from pathlib import Path
+from nbflow import flow, task
+
+@task
+def inc(x):
+    return x + 1
+
+@flow(flow_run_name="burst-{who}")
+def burst(who: str, n: int) -> int:
+    return sum(f.result() for f in [inc.submit(i) for i in range(n)])
+
+here, other = Path(sys.argv[1]), Path(sys.argv[2])
+here.touch()
+while not other.exists():  # start together, so the two really write at the same time
+    time.sleep(0.005)
+print(burst(sys.argv[3], 500))
+"""
+
+
+def test_two_processes_each_running_500_tasks_store_every_row(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    code = script(tmp_path / "burst.py", FLOW_500)
+    a, b = tmp_path / "a.ready", tmp_path / "b.ready"
+    procs = [start([str(code), str(a), str(b), "a"], home), start([str(code), str(b), str(a), "b"], home)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+        assert out.strip() == str(500 * 501 // 2)
+        assert "locked" not in err and "could not write" not in err
+    with db(home) as conn:
+        flows = conn.execute("SELECT name, state_type, history FROM flow_runs ORDER BY name").fetchall()
+        assert [(n, s) for n, s, _h in flows] == [("burst-a", "COMPLETED"), ("burst-b", "COMPLETED")]
+        assert all(h.count("[") == 3 for _n, _s, h in flows)
+        assert conn.execute("SELECT count(*) FROM task_runs WHERE state_type = 'COMPLETED'").fetchone()[0] == 1000
+        histories = conn.execute("SELECT history FROM task_runs").fetchall()
+    assert all([e[0] for e in json.loads(f"[{h}]")] == ["PENDING", "RUNNING", "COMPLETED"] for (h,) in histories)
+
+
+LONG_FLOW = """
+import sys, time
+from pathlib import Path
+from nbflow import flow, task
+
+@task
+def step(i: int) -> int:
+    if i == 300:
+        Path(sys.argv[1]).touch()
+        time.sleep(600)  # killed here
+    return i
+
+@flow
+def long_chain(n: int) -> None:
+    for i in range(n):
+        step(i)
+
+long_chain(1000)
+"""
+
+
+def test_a_process_killed_mid_flow_keeps_its_rows_and_the_next_process_marks_it_crashed(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    reached = tmp_path / "reached-300"
+    proc = start([str(script(tmp_path / "long.py", LONG_FLOW)), str(reached)], home)
+    try:
+        wait_for(reached.exists, what="the flow to reach task 300")
+        wait_for(lambda: count(home, "SELECT count(*) FROM task_runs WHERE state_type = 'COMPLETED'") == 300,
+                 what="the first 300 task runs to be committed")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    with db(home) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("SELECT state_type FROM flow_runs").fetchone()[0] == "RUNNING"
+    done = nbflow(home, "flow-run", "ls", "--json")  # the next nbflow process to open the store
+    assert done.returncode == 0, done.stderr
+    [listed] = json.loads(done.stdout)
+    assert listed["state"]["name"] == "Crashed" and f"pid {proc.pid}" in listed["state"]["message"]
+    with db(home) as conn:
+        assert conn.execute("SELECT count(*) FROM task_runs WHERE state_type = 'COMPLETED'").fetchone()[0] == 300
+        assert conn.execute("SELECT name, state_type FROM task_runs WHERE state_type != 'COMPLETED'").fetchall() == [
+            ("step-301", "CRASHED")]
+        crash_line = conn.execute("SELECT message FROM logs ORDER BY id DESC LIMIT 1").fetchone()[0]
+    assert crash_line.startswith("Flow run crashed: its process") and "is gone" in crash_line
+    history = json.loads(done.stdout)[0]["history"]
+    assert [s["name"] for s in history] == ["Pending", "Running", "Crashed"]
+
+
+HOOKED = """
+import time
+from pathlib import Path
+from nbflow import flow
+
+def remember(flow, flow_run, state):
+    Path({out!r}).write_text(f"{{flow.name}} {{flow_run.name}} {{state.name}} {{flow_run.parameters}}")
+
+@flow(on_crashed=[remember])
+def doomed(x: int) -> None:
+    Path({started!r}).touch()
+    time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("importable", [True, False], ids=["module", "main"])
+def test_on_crashed_hooks_run_in_the_next_process_when_the_flow_is_importable(tmp_path: Path, importable: bool) -> None:
+    home, out, started = tmp_path / "home", tmp_path / "hook-ran", tmp_path / "started"
+    code = HOOKED.format(out=str(out), started=str(started))
+    script(tmp_path / "crashy.py", code + ("" if importable else "\ndoomed(7)\n"))
+    args = ["-c", "import crashy; crashy.doomed(7)"] if importable else [str(tmp_path / "crashy.py")]
+    proc = start(args, home, PYTHONPATH=str(tmp_path))
+    try:
+        wait_for(started.exists, what="the flow to start")
+        wait_for(lambda: count(home, "SELECT count(*) FROM flow_runs WHERE state_type = 'RUNNING'"), what="its row")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    done = nbflow(home, "flow-run", "ls", PYTHONPATH=str(tmp_path))
+    assert done.returncode == 0 and "Crashed" in done.stdout, done.stderr
+    if importable:
+        name = runs_name(home)
+        assert out.read_text() == f"doomed {name} Crashed {{'x': 7}}"
+    else:
+        assert not out.exists() and done.stderr == ""  # a __main__ flow is skipped, silently
+
+
+def runs_name(home: Path) -> str:
+    with db(home) as conn:
+        return str(conn.execute("SELECT name FROM flow_runs").fetchone()[0])
+
+
+SLEEPER = """
+import sys, time
+from pathlib import Path
+from nbflow import flow
+
+@flow
+def sleeper() -> None:
+    Path(sys.argv[1]).touch()
+    time.sleep(600)
+
+sleeper()
+"""
+
+
+def test_a_live_run_is_left_alone_and_a_reused_pid_or_a_silent_host_is_crashed(tmp_path: Path) -> None:
+    home, started = tmp_path / "home", tmp_path / "started"
+    proc = start([str(script(tmp_path / "sleeper.py", SLEEPER)), str(started)], home)
+    try:
+        wait_for(started.exists, what="the flow to start")
+        wait_for(lambda: count(home, "SELECT count(*) FROM flow_runs WHERE state_type = 'RUNNING'"), what="its row")
+        conn = db(home)
+        conn.isolation_level = None
+        assert sweep(conn, crash_after_seconds=90) == []  # its process is alive: not crashed
+        live_id = conn.execute("SELECT id FROM flow_runs").fetchone()[0]
+        # Fault injection: the same pid, but recorded with another start time (a reused pid) ...
+        conn.execute("UPDATE flow_runs SET pid_start = pid_start - 1000")
+        # ... and two runs of another host, one silent for long, one with a fresh heartbeat.
+        now = time.time()
+        for run_id, beat in (("silent", now - 1000), ("chatty", now)):
+            conn.execute(
+                "INSERT INTO flow_runs (id, name, flow_name, state_type, state_name, pid, host, heartbeat, history)"
+                " VALUES (?, ?, 'remote', 'RUNNING', 'Running', 1, 'elsewhere', ?, '[\"RUNNING\",null,1]')",
+                (run_id, run_id, beat),
+            )
+        crashed = {c.id: c.message for c in sweep(conn, crash_after_seconds=90)}
+        assert set(crashed) == {live_id, "silent"}
+        assert "is gone" in crashed[live_id] and "no heartbeat" in crashed["silent"]
+        assert conn.execute("SELECT state_type FROM flow_runs WHERE id = 'chatty'").fetchone()[0] == "RUNNING"
+        assert sweep(conn, crash_after_seconds=90) == []  # marked once, by one sweep
+        conn.close()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
+def test_a_running_flow_records_a_heartbeat(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+
+    def heartbeats() -> list[float]:
+        with db(home) as conn:
+            return [row[0] for row in conn.execute("SELECT heartbeat FROM flow_runs")]
+
+    @flow
+    def patient() -> bool:
+        first = wait_for(heartbeats, what="the flow run's row")[0]
+        wait_for(lambda: heartbeats()[0] > first, what="a later heartbeat")
+        return True
+
+    with recording(home, heartbeat_seconds=0.05):
+        assert patient() is True
+        assert runs.flow_runs()[0].host == socket.gethostname()
+
+
+def test_events_still_queued_at_exit_are_written(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    code = script(tmp_path / "late.py", """
+        import logging
+        from nbflow import flow
+        from nbflow._context import flow_context
+        from nbflow._logging import log
+
+        kept = []
+
+        @flow
+        def quick() -> None:
+            ctx = flow_context()
+            kept.append((ctx.runtime, ctx.flow_run))
+
+        quick()
+        runtime, flow_run = kept[0]
+        # A line for the finished run, emitted after the run's own flush: only the exit flush writes it.
+        log(runtime.bus, flow_run, logging.WARNING, "said after the end", runtime.clock.now())
+        """)
+    proc = start([str(code)], home)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    with db(home) as conn:
+        assert conn.execute("SELECT message FROM logs ORDER BY id DESC LIMIT 1").fetchone()[0] == "said after the end"
+
+
+def test_many_processes_creating_the_schema_at_once_all_succeed(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    go = tmp_path / "go"
+    code = script(tmp_path / "opener.py", f"""
+        import time
+        from pathlib import Path
+        while not Path({str(go)!r}).exists():
+            time.sleep(0.002)
+        from nbflow import flow
+        @flow
+        def one() -> int:
+            return 1
+        print(one())
+        """)
+    procs = [start([str(code)], home) for _ in range(4)]
+    time.sleep(0.5)  # let them all import nbflow and wait at the line
+    go.touch()
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0 and out.strip() == "1", err
+    with sqlite3.connect(home / "nbflow.db") as conn:
+        assert conn.execute("SELECT count(*) FROM flow_runs WHERE state_type = 'COMPLETED'").fetchone()[0] == 4
