@@ -24,10 +24,8 @@ Recorded runs (rows of the run store) feed the same model through ``run_created`
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-import traceback
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -38,8 +36,9 @@ from typing import Any
 from nbflow._events import EdgeAdded, Event, LogEmitted, RunCreated, StateChanged
 from nbflow._runs import FlowRun
 from nbflow._states import State, StateType
+from nbflow.jupyter._monitor_records import WIRE_TEXT_LIMIT, RunRecord, copy_runs, error_text, format_error
 
-__all__ = ["MonitorModel", "format_error", "COLLAPSE_AT", "LOG_LIMIT", "PROTOCOL"]
+__all__ = ["MonitorModel", "COLLAPSE_AT", "LOG_LIMIT", "PROTOCOL"]
 
 PROTOCOL = 1
 """Version of the JSON the model produces (extension/src/protocol.ts is the other half)."""
@@ -56,18 +55,10 @@ RUN_LOG_LIMIT = 200
 WIRE_LOG_LIMIT = 60
 """State log entries per live message; a burst beyond that is sent as a count of skipped lines."""
 
-WIRE_TEXT_LIMIT = 400
-"""Characters of a log line or error message in the state log; the detail panel has the whole line."""
-
-TRACEBACK_LIMIT = 20_000
-"""Characters of a formatted traceback: a deep recursion error must not make a megabyte message."""
-
 _FINAL = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})  # StateType is a str: both match
 _BAD = frozenset({"FAILED", "CRASHED", "CANCELLED"})
 _QUIET = frozenset({"PENDING", "SCHEDULED"})  # transitions not worth a state log line
 _ENGINE_LOGGER = "nbflow.engine"
-_NBFLOW_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_JUPYTER_DIR = os.path.join(_NBFLOW_DIR, "jupyter")
 
 # C-level helpers for the batch passes.
 _IS_CREATED, _IS_STATE, _IS_LOG, _IS_EDGE = (partial(is_, c) for c in (RunCreated, StateChanged, LogEmitted, EdgeAdded))
@@ -77,55 +68,6 @@ _RUN, _ID, _KIND, _STATE = attrgetter("run"), attrgetter("id"), attrgetter("kind
 _FLOW_RUN_ID, _TASK_KEY = attrgetter("flow_run_id"), attrgetter("task_key")
 _RUN_ID, _STATE_TYPE = attrgetter("run.id"), attrgetter("state.type")
 _UPSTREAM, _DOWNSTREAM, _EDGE_FLOW = attrgetter("upstream_id"), attrgetter("downstream_id"), attrgetter("flow_run_id")
-
-
-class RunRecord:
-    """A run as the model reads it, when it is not a live engine record: read back from the run
-    store, or a finished run's copy without its result and parameters. Same attribute names as
-    ``TaskRun``/``FlowRun``."""
-
-    __slots__ = (
-        "id", "kind", "name", "task_key", "task_name", "flow_name", "flow_run_id", "parent_flow_run_id",
-        "state", "start_time", "end_time", "run_count", "cache_key",
-    )
-
-    def __init__(self, id: str, kind: str, name: str, *, task_key: str = "", task_name: str = "",
-                 flow_name: str = "", flow_run_id: str | None = None, parent_flow_run_id: str | None = None,
-                 state: State | None = None, start_time: float | None = None, end_time: float | None = None,
-                 run_count: int = 0, cache_key: str | None = None) -> None:
-        self.id, self.kind, self.name = id, kind, name
-        self.task_key, self.task_name, self.flow_name = task_key, task_name, flow_name
-        self.flow_run_id, self.parent_flow_run_id = flow_run_id, parent_flow_run_id
-        self.state, self.start_time, self.end_time = state, start_time, end_time
-        self.run_count, self.cache_key = run_count, cache_key
-
-    @classmethod
-    def copy_of(cls, run: Any) -> RunRecord:
-        """What the monitor needs of a live run, without its result or parameters."""
-        state = run.state
-        if state is not None and state.type == "COMPLETED" and state.has_data:
-            state = _without_result(state)  # the result stays with the engine (and the result cache)
-        if run.kind == "task":
-            return cls(run.id, "task", run.name, task_key=run.task_key, task_name=run.task_name,
-                       flow_run_id=run.flow_run_id, state=state, start_time=run.start_time,
-                       end_time=run.end_time, run_count=run.run_count, cache_key=run.cache_key)
-        return cls(run.id, "flow", run.name, flow_name=run.flow_name, parent_flow_run_id=run.parent_flow_run_id,
-                   state=state, start_time=run.start_time, end_time=run.end_time, run_count=run.run_count)
-
-
-_RESULTLESS: dict[tuple[str, str | None], State] = {}
-
-
-def _without_result(state: State) -> State:
-    """A completed state without its result; one shared object per name and message (the run keeps
-    its own start and end times), so compacting 10,000 runs makes a handful of states."""
-    key = (state.name, state.message)
-    copy = _RESULTLESS.get(key)
-    if copy is None:
-        if len(_RESULTLESS) > 1000:  # names and messages are few; never let it grow unbounded
-            _RESULTLESS.clear()
-        copy = _RESULTLESS[key] = State(state.type, state.name, state.message, timestamp=state.timestamp)
-    return copy
 
 
 class _Node:
@@ -166,10 +108,14 @@ class MonitorModel:
         self._nodes: dict[str, _Node] = {}
         self._subflows: list[Any] = []  # top-level subflow runs
         self._collapsed = False
-        self._active: list[Any] = []  # task runs not final yet, and (aligned) their nodes
-        self._active_views: list[str] = []
-        self._settled: Counter[str] = Counter()  # final task runs by state name
-        self._settled_by_view: Counter[tuple[str, str]] = Counter()
+        # Task runs by state, kept as counts in minus counts out (Counter.update is a C loop;
+        # Counter.subtract is not), overall and per node. ``_counted``: the state each run is in.
+        self._counted: dict[str, str] = {}
+        self._in: Counter[str] = Counter()
+        self._out: Counter[str] = Counter()
+        self._in_by_view: Counter[tuple[str, str]] = Counter()
+        self._out_by_view: Counter[tuple[str, str]] = Counter()
+        self._changed: dict[str, Any] = {}  # task runs whose state changed since the last count
         self._types: dict[str, str] = {"Pending": "PENDING"}
         self._edges: list[tuple[str, str]] = []
         self._pending_edges: list[tuple[str, str]] = []  # an end not seen yet
@@ -272,6 +218,10 @@ class MonitorModel:
                     if len(lines) > RUN_LOG_LIMIT + RUN_LOG_LIMIT // 2:  # trim in batches: amortised O(1)
                         del lines[: len(lines) - RUN_LOG_LIMIT]
         states = list(compress(batch, map(_IS_STATE, classes)))
+        if states:  # the task runs to count again; their state is read from the run when counting
+            changed = dict(zip(map(_RUN_ID, states), map(_RUN, states)))
+            counted = self._counted
+            self._changed.update(compress(changed.items(), map(counted.__contains__, changed)))
         shown = len(logs) + len(states) - sum(map(_QUIET.__contains__, map(_STATE_TYPE, states)))
         if shown:
             self._log_tail(batch, classes, shown)
@@ -322,8 +272,10 @@ class MonitorModel:
         ids = list(map(_ID, tasks))
         runs.update(zip(ids, tasks))
         self._view_of.update(zip(ids, views))
-        self._active.extend(tasks)
-        self._active_views.extend(views)
+        pending = repeat("Pending", len(ids))
+        self._counted.update(zip(ids, pending))
+        self._in["Pending"] += len(ids)
+        self._in_by_view.update(zip(views, repeat("Pending")))
 
     def _add_node(self, run: Any) -> None:
         """Put a top-level run on the graph (collapsing it into groups once it is too big)."""
@@ -355,12 +307,9 @@ class MonitorModel:
             top = flows[run.flow_run_id] if run.kind == "task" else flows.get(run.id)
             if top is not None and top != run.id:
                 view_of[run.id] = view_of[top]
-        self._active_views = [view_of[run.id] for run in self._active]
-        self._settled_by_view = Counter()
-        active = set(map(id, self._active))
-        for run in self._runs.values():
-            if run.kind == "task" and id(run) not in active:  # settled: final, counted for good
-                self._settled_by_view[(view_of[run.id], run.state.name)] += 1
+        counted = self._counted
+        self._in_by_view = Counter(zip(map(view_of.__getitem__, counted), counted.values()))
+        self._out_by_view = Counter()
         for up, down in self._edges:
             self._add_view_edge(view_of[up], view_of[down])
         self._graph_dirty = True
@@ -425,21 +374,22 @@ class MonitorModel:
 
     # --- reading the records (caller holds the lock) ----------------------------------------------
     def _task_counts(self) -> tuple[Counter[str], Counter[tuple[str, str]]]:
-        """Task runs by state, overall and per node; runs that became final are settled for good."""
-        active, views = self._active, self._active_views
-        states = list(map(_STATE, active))
-        names = list(map(getattr, states, repeat("name"), repeat("Pending")))
-        types = list(map(getattr, states, repeat("type"), repeat("PENDING")))
-        self._types.update(zip(names, types))
-        final = list(map(_FINAL.__contains__, types))
-        if any(final):
-            self._settled.update(compress(names, final))
-            self._settled_by_view.update(zip(compress(views, final), compress(names, final)))
-            keep = list(map(not_, final))
-            self._active = active = list(compress(active, keep))
-            self._active_views = views = list(compress(views, keep))
-            names = list(compress(names, keep))
-        return self._settled + Counter(names), self._settled_by_view + Counter(zip(views, names))
+        """Task runs by state, overall and per node: only runs whose state changed are looked at."""
+        changed = self._changed
+        if changed:
+            ids, runs = list(changed), list(changed.values())
+            changed.clear()
+            states = list(map(_STATE, runs))
+            new = list(map(getattr, states, repeat("name"), repeat("Pending")))
+            self._types.update(zip(new, map(getattr, states, repeat("type"), repeat("PENDING"))))
+            old = list(map(self._counted.__getitem__, ids))
+            views = list(map(self._view_of.__getitem__, ids))
+            self._out.update(old)
+            self._in.update(new)
+            self._out_by_view.update(zip(views, old))
+            self._in_by_view.update(zip(views, new))
+            self._counted.update(zip(ids, new))
+        return self._in - self._out, self._in_by_view - self._out_by_view
 
     def _header_json(self) -> dict[str, Any]:
         root = self._root
@@ -486,16 +436,7 @@ class MonitorModel:
     def _error_text(self, run: Any) -> str:
         text = self._error_texts.get(run.id)
         if text is None:
-            state = run.state
-            data = state.data if state is not None and state.type is not StateType.COMPLETED else None
-            if isinstance(data, BaseException):
-                text = f"{data.__class__.__name__}: {_safe_str(data)}"
-            elif isinstance(data, str) and data.strip():
-                text = data.strip().splitlines()[-1]
-            else:
-                text = (state.message if state else None) or (state.name if state else "")
-            text = text if len(text) <= WIRE_TEXT_LIMIT else text[: WIRE_TEXT_LIMIT - 1] + "…"
-            self._error_texts[run.id] = text
+            text = self._error_texts[run.id] = error_text(run.state)
         return text
 
     # --- messages ---------------------------------------------------------------------------------
@@ -610,15 +551,15 @@ class MonitorModel:
             self._drain()
             if self.compacted:
                 return
-            copies = {run_id: RunRecord.copy_of(run) for run_id, run in self._runs.items()}
+            copies = copy_runs(list(self._runs.values()))
             self._runs = copies
             self._subflows = [copies[r.id] for r in self._subflows]
-            self._active = [copies[r.id] for r in self._active]
+            self._changed = {run_id: copies[run_id] for run_id in self._changed}
             for node in self._nodes.values():
                 if node.run is not None:
                     node.run = copies[node.run.id]
             if self._root is not None:
-                self._root = RunRecord.copy_of(self._root)
+                self._root = copy_runs([self._root])[self._root.id]
             self.compacted = True
 
     def _top_of(self, run: Any) -> str | None:
@@ -665,22 +606,6 @@ class MonitorModel:
         return out
 
 
-def format_error(error: BaseException | str) -> str:
-    """The traceback of a failure without nbflow's engine frames: the user's code is the story."""
-    if isinstance(error, str):
-        text = error
-    else:
-        frames = [
-            frame for frame in traceback.extract_tb(error.__traceback__)
-            if not frame.filename.startswith(_NBFLOW_DIR) or frame.filename.startswith(_JUPYTER_DIR)
-        ]
-        lines = ["Traceback (most recent call last):\n"] if frames else []
-        lines += traceback.format_list(frames)
-        lines += traceback.format_exception_only(error.__class__, error)
-        text = "".join(lines)
-    return text if len(text) <= TRACEBACK_LIMIT else "…\n" + text[-TRACEBACK_LIMIT:]
-
-
 def _r(timestamp: float | None) -> float | None:
     return None if timestamp is None else round(timestamp, 3)
 
@@ -689,10 +614,3 @@ def _failed_first(run: Any) -> tuple[int, float]:
     state = run.state
     order = 0 if state is not None and state.type in _BAD else 1 if state is not None and state.type == "RUNNING" else 2
     return (order, run.start_time or 0.0)
-
-
-def _safe_str(error: BaseException) -> str:
-    try:
-        return str(error)[:WIRE_TEXT_LIMIT]
-    except Exception:  # a broken __str__ must not break the monitor
-        return "<unprintable>"
