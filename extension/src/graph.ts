@@ -289,7 +289,8 @@ export function graphvizLayout(gv: GraphvizLike, graph: Graph): Layout {
     const node = graph.nodes[i];
     if (!node || !obj.pos) continue;
     const [x, y] = String(obj.pos).split(",").map(Number);
-    nodes.set(node.id, { id: node.id, x, y: bh - y, w: Number(obj.width) * 72, h: Number(obj.height) * 72 });
+    // Graphviz's y axis points up; read as SVG (down), the first nodes come out on top, as created.
+    nodes.set(node.id, { id: node.id, x, y, w: Number(obj.width) * 72, h: Number(obj.height) * 72 });
     byGvid.set(obj._gvid, node.id);
   }
   const edges = [];
@@ -297,20 +298,20 @@ export function graphvizLayout(gv: GraphvizLike, graph: Graph): Layout {
     const from = byGvid.get(edge.tail);
     const to = byGvid.get(edge.head);
     if (!from || !to || !edge.pos) continue;
-    edges.push({ from, to, d: splinePath(String(edge.pos), bh) });
+    edges.push({ from, to, d: splinePath(String(edge.pos)) });
   }
   return { width: bw, height: bh, nodes, edges };
 }
 
-/** ``e,x,y p0 p1 p2 p3 ...`` (a B-spline of cubic pieces, y up) as an SVG path ending at the arrow tip. */
-function splinePath(pos: string, height: number): string {
+/** ``e,x,y p0 p1 p2 p3 ...`` (a B-spline of cubic pieces) as an SVG path ending at the arrow tip. */
+function splinePath(pos: string): string {
   let end: [number, number] | null = null;
   const points: [number, number][] = [];
   for (const part of pos.trim().split(/\s+/)) {
     const fields = part.split(",");
-    if (fields[0] === "e") end = [Number(fields[1]), height - Number(fields[2])];
+    if (fields[0] === "e") end = [Number(fields[1]), Number(fields[2])];
     else if (fields[0] === "s") continue;
-    else points.push([Number(fields[0]), height - Number(fields[1])]);
+    else points.push([Number(fields[0]), Number(fields[1])]);
   }
   if (!points.length) return "";
   let d = `M${fmt(points[0])}`;
