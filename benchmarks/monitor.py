@@ -1,0 +1,184 @@
+"""Cost of the live run monitor: a 10,000-task flow in a real kernel, monitor on vs off.
+
+Run: ``python benchmarks/monitor.py [--tasks N] [--repeats R]``; ``run()`` returns rows for compare.py.
+
+- The kernel is a real ipykernel started with jupyter_client; this process plays the front-end and
+  counts every widget message that reaches it on IOPub (what Jupyter's rate limiter sees).
+- "on": a monitor is shown for the run (``auto_monitor``, as a notebook does), and the time includes
+  its final flush. "off": the same flow with no monitor. Both hide per-task console lines, as a
+  notebook with the monitor does, so the ratio is the monitor's own cost.
+- On and off alternate, after one untimed warm-up of each. The ratio is best-of-N on / best-of-N off
+  (as ``timeit`` does: on a shared machine the fastest run is the one least disturbed by neighbours);
+  the ratio of medians is printed too.
+- Targets (issue 6): on/off ≤ 1.1; widget messages < 100 per second of run time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SETUP = r"""
+import json, sys, time
+sys.path.insert(0, {root!r})
+from nbflow import flow, task
+from nbflow._runtime import get_runtime
+from nbflow.jupyter import _widget
+
+rt = get_runtime()
+if rt.console is not None:
+    rt.console.task_lines = False  # per-task lines go to the monitor in a notebook; hidden in both modes
+
+@task
+def inc(x):
+    return x + 1
+
+@task
+def total(xs):
+    return sum(xs)
+
+@flow(name="bench-monitor")
+def big(n):
+    futures = [inc.submit(i) for i in range(n)]
+    return total(futures)
+
+_stop = None
+
+def bench(n, monitor):
+    global _stop
+    if monitor and _stop is None:
+        _stop = _widget.auto_monitor(rt.bus)
+    if not monitor and _stop is not None:
+        _stop()
+        _stop = None
+    start = time.perf_counter()
+    state = big(n, return_state=True)
+    flow_seconds = time.perf_counter() - start
+    m = None
+    if monitor:
+        m = list(_widget._monitors.values())[-1]
+        m.finish()
+    seconds = time.perf_counter() - start
+    out = {{"seconds": seconds, "flow_seconds": flow_seconds, "state": state.name}}
+    if m is not None:
+        out.update(messages=m.messages_sent, comm_id=m.comm.comm_id if m.comm else None)
+    print("BENCH " + json.dumps(out))
+"""
+
+
+def _execute(kc: Any, code: str, timeout: float = 600) -> tuple[str, list[dict[str, Any]]]:
+    """Run ``code``; return its stdout and every IOPub message seen until the kernel went idle."""
+    msg_id = kc.execute(code)
+    stdout: list[str] = []
+    seen: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        msg = kc.get_iopub_msg(timeout=max(1.0, deadline - time.monotonic()))
+        seen.append(msg)
+        parent = msg.get("parent_header", {}).get("msg_id")
+        kind = msg["msg_type"]
+        if kind == "stream" and msg["content"]["name"] == "stdout" and parent == msg_id:
+            stdout.append(msg["content"]["text"])
+        elif kind == "error" and parent == msg_id:
+            raise RuntimeError("\n".join(msg["content"]["traceback"]))
+        elif kind == "status" and msg["content"]["execution_state"] == "idle" and parent == msg_id:
+            return "".join(stdout), seen
+
+
+def _bench(kc: Any, n: int, monitor: bool) -> dict[str, Any]:
+    out, seen = _execute(kc, f"bench({n}, {monitor})")
+    line = next(l for l in out.splitlines() if l.startswith("BENCH "))
+    result = json.loads(line[6:])
+    if monitor:
+        comm_id = result.get("comm_id")
+        comm = [m for m in seen if m["msg_type"] == "comm_msg" and m["content"].get("comm_id") == comm_id]
+        result["iopub_messages"] = len(comm)
+        result["iopub_bytes"] = sum(len(json.dumps(m["content"])) for m in comm)
+    return result
+
+
+def measure(tasks: int = 10_000, repeats: int = 7) -> dict[str, Any]:
+    from jupyter_client.manager import start_new_kernel
+
+    home = tempfile.mkdtemp(prefix="nbflow-bench-monitor-")
+    env = dict(os.environ, NBFLOW_HOME=home)
+    km, kc = start_new_kernel(kernel_name="python3", env=env)
+    try:
+        _execute(kc, SETUP.format(root=str(ROOT)))
+        _bench(kc, min(tasks, 1000), False)  # warm-up: imports, thread pools, first widget
+        _bench(kc, min(tasks, 1000), True)
+        off: list[dict[str, Any]] = []
+        on: list[dict[str, Any]] = []
+        for _ in range(repeats):
+            off.append(_bench(kc, tasks, False))
+            on.append(_bench(kc, tasks, True))
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    off_s = min(r["seconds"] for r in off)
+    on_s = min(r["seconds"] for r in on)
+    off_med = statistics.median(r["seconds"] for r in off)
+    on_med = statistics.median(r["seconds"] for r in on)
+    rates = [r["iopub_messages"] / r["seconds"] for r in on]
+    if os.environ.get("NBFLOW_BENCH_VERBOSE"):
+        for a, b in zip(off, on):
+            print(f"  off {a['seconds']:.3f}  on {b['seconds']:.3f} (flow {b['flow_seconds']:.3f}, finish {b['seconds'] - b['flow_seconds']:.3f})")
+    return {
+        "tasks": tasks,
+        "repeats": repeats,
+        "off_seconds": off_s,
+        "on_seconds": on_s,
+        "ratio": on_s / off_s,
+        "median_ratio": on_med / off_med,
+        "messages_per_second": statistics.median(rates),
+        "messages_per_run": statistics.median(r["iopub_messages"] for r in on),
+        "kilobytes_per_run": statistics.median(r["iopub_bytes"] for r in on) / 1000,
+        "states": sorted({r["state"] for r in off + on}),
+    }
+
+
+def run() -> list[dict[str, Any]]:
+    quick = os.environ.get("NBFLOW_BENCH_QUICK") == "1"
+    result = measure(tasks=1000 if quick else 10_000, repeats=2 if quick else 7)
+    n = f"{result['tasks']:,}"
+    return [
+        {"workload": f"{n}-task flow in a kernel, monitor on / off", "unit": "×",
+         "nbflow": round(result["ratio"], 3), "target": "≤ 1.1", "target_max": 1.1,
+         "note": f"best of {result['repeats']}: off {result['off_seconds']:.2f} s, on {result['on_seconds']:.2f} s; "
+                 f"ratio of medians {result['median_ratio']:.3f}"},
+        {"workload": f"{n}-task flow: widget messages per second", "unit": "msg/s",
+         "nbflow": round(result["messages_per_second"], 1), "target": "< 100", "target_max": 100,
+         "note": f"{result['messages_per_run']:.0f} messages, {result['kilobytes_per_run']:.0f} kB per run"},
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--json", help="also write the result as JSON to this file")
+    args = parser.parse_args(argv)
+    result = measure(args.tasks, args.repeats)
+    print(f"{result['tasks']:,} tasks, best of {result['repeats']} runs each, in a real kernel")
+    print(f"  monitor off : {result['off_seconds']:.3f} s")
+    print(f"  monitor on  : {result['on_seconds']:.3f} s   ratio {result['ratio']:.3f}  (target ≤ 1.1; "
+          f"ratio of medians {result['median_ratio']:.3f})")
+    print(f"  widget messages: {result['messages_per_second']:.1f}/s  ({result['messages_per_run']:.0f} per run, "
+          f"{result['kilobytes_per_run']:.0f} kB)  (target < 100/s)")
+    print(f"  final states: {', '.join(result['states'])}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0 if result["ratio"] <= 1.1 and result["messages_per_second"] < 100 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
