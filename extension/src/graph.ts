@@ -289,29 +289,35 @@ export function graphvizLayout(gv: GraphvizLike, graph: Graph): Layout {
     const node = graph.nodes[i];
     if (!node || !obj.pos) continue;
     const [x, y] = String(obj.pos).split(",").map(Number);
-    // Graphviz's y axis points up; read as SVG (down), the first nodes come out on top, as created.
     nodes.set(node.id, { id: node.id, x, y, w: Number(obj.width) * 72, h: Number(obj.height) * 72 });
     byGvid.set(obj._gvid, node.id);
   }
+  // Graphviz's y axis points up, and which way its rows come out depends on the graph. Turn the
+  // picture so that the first node created is above the others of its column: reading order.
+  const first = nodes.get(graph.nodes[0].id);
+  const column = first ? [...nodes.values()].filter((p) => Math.abs(p.x - first.x) < 1) : [];
+  const flip = !!first && column.length > 1 && first.y > column.reduce((a, p) => a + p.y, 0) / column.length;
+  const Y = (y: number) => (flip ? bh - y : y);
+  for (const placed of nodes.values()) placed.y = Y(placed.y);
   const edges = [];
   for (const edge of out.edges ?? []) {
     const from = byGvid.get(edge.tail);
     const to = byGvid.get(edge.head);
     if (!from || !to || !edge.pos) continue;
-    edges.push({ from, to, d: splinePath(String(edge.pos)) });
+    edges.push({ from, to, d: splinePath(String(edge.pos), Y) });
   }
   return { width: bw, height: bh, nodes, edges };
 }
 
 /** ``e,x,y p0 p1 p2 p3 ...`` (a B-spline of cubic pieces) as an SVG path ending at the arrow tip. */
-function splinePath(pos: string): string {
+function splinePath(pos: string, Y: (y: number) => number): string {
   let end: [number, number] | null = null;
   const points: [number, number][] = [];
   for (const part of pos.trim().split(/\s+/)) {
     const fields = part.split(",");
-    if (fields[0] === "e") end = [Number(fields[1]), Number(fields[2])];
+    if (fields[0] === "e") end = [Number(fields[1]), Y(Number(fields[2]))];
     else if (fields[0] === "s") continue;
-    else points.push([Number(fields[0]), Number(fields[1])]);
+    else points.push([Number(fields[0]), Y(Number(fields[1]))]);
   }
   if (!points.length) return "";
   let d = `M${fmt(points[0])}`;
