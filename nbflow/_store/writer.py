@@ -19,6 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,8 @@ BATCH_SECONDS = 0.02  # short enough that SQLite's work overlaps the run, long e
 MAX_BATCH = 20_000  # events per transaction: keeps other processes' waits for the write lock short
 MAX_MESSAGE = 100_000  # characters of one log line kept
 FLUSH_TIMEOUT_S = 60.0
+_CHECKPOINT_PAGES = 10_000
+CHECKPOINT_IDLE_S = 1.0
 _RUNNING = StateType.RUNNING
 
 
@@ -160,6 +163,12 @@ class Writer:
     def _loop(self) -> None:
         conn = db.connect(self.path)
         conn.execute("PRAGMA cache_size=-16000")  # 16 MB: index pages of big runs stay in memory
+        # Copying the WAL back into the database (a checkpoint, with an fsync) is done once nothing
+        # has been written for CHECKPOINT_IDLE_S, not in the commit of a batch while flows run; a
+        # long burst still checkpoints once the WAL reaches ~40 MB.
+        conn.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_PAGES}")
+        conn.execute("PRAGMA journal_size_limit=67108864")  # and the WAL file shrinks back to 64 MB
+        dirty = False
         if self._on_connect is not None:
             try:
                 self._on_connect(conn)
@@ -179,6 +188,7 @@ class Writer:
                     pass
                 if batch:
                     self._write(conn, batch)
+                    dirty = True
                 if time.monotonic() >= next_beat:
                     self._heartbeat(conn)
                     next_beat = time.monotonic() + self.heartbeat_seconds
@@ -191,8 +201,14 @@ class Writer:
                 self._idle = True
                 if queue:
                     continue
-                self._wake.wait(max(0.0, next_beat - time.monotonic()) if self._active else None)
+                timeout = max(0.0, next_beat - time.monotonic()) if self._active else None
+                if dirty:
+                    timeout = CHECKPOINT_IDLE_S if timeout is None else min(timeout, CHECKPOINT_IDLE_S)
+                woke = self._wake.wait(timeout)
                 self._wake.clear()
+                if dirty and not woke and not queue:  # quiet for a while: fold the WAL back now
+                    self._checkpoint(conn)
+                    dirty = False
         finally:
             conn.close()
 
@@ -207,6 +223,12 @@ class Writer:
         finally:
             for marker in markers:
                 marker.set()
+
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # never waits for readers or other writers
+        except sqlite3.Error:
+            pass  # busy or closing: the next idle moment (or another connection) checkpoints
 
     def _heartbeat(self, conn: sqlite3.Connection) -> None:
         if not self._active:
@@ -262,6 +284,26 @@ _UPDATE_TASK_BY_ID = _SET_TASK + " WHERE flow_run_id = ? AND id = ?"  # a run th
 _INSERT_LOG = "INSERT INTO logs (flow_run_id, task_run_id, level, timestamp, logger, message) VALUES (?,?,?,?,?,?)"
 _INSERT_EDGE = "INSERT INTO edges (flow_run_id, upstream_id, downstream_id) VALUES (?,?,?)"
 _ENGINE_LOGGER = "nbflow.engine"  # stored as NULL: most lines are the engine's
+
+_ROWS_PER_STATEMENT = 100
+_multi: dict[tuple[str, int], str] = {}
+
+
+def insert_rows(conn: sqlite3.Connection, insert: str, rows: list[tuple]) -> None:
+    """``executemany(insert, rows)``, a hundred rows per statement.
+
+    ``executemany`` lets go of the GIL around every row's step and must win it back from the running
+    flow each time; one statement per hundred rows lets SQLite do a hundred rows' work in parallel
+    with the engine for each GIL hand-over.
+    """
+    head, _, one = insert.partition(" VALUES ")
+    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+        part = rows[start:start + _ROWS_PER_STATEMENT]
+        sql = _multi.get((insert, len(part)))
+        if sql is None:
+            sql = _multi[(insert, len(part))] = f"{head} VALUES {','.join([one] * len(part))}"
+        conn.execute(sql, list(chain.from_iterable(part)))
+
 
 class _Rows:
     """One batch of events turned into rows, then written in one transaction (``execute``)."""
@@ -386,7 +428,7 @@ class _Rows:
             # Without an explicit rowid SQLite gives each row max(rowid) + 1, and we hold the write
             # lock: the rows get base + 1, base + 2, ... in order. Remember those still to be updated.
             base = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM task_runs").fetchone()[0]
-            many(_INSERT_TASK, self.new_tasks)
+            insert_rows(conn, _INSERT_TASK, self.new_tasks)
             for index, run_id in self.open_tasks:
                 self.rowids[run_id] = base + 1 + index
         if self.task_updates:
@@ -394,6 +436,6 @@ class _Rows:
         if self.lost_updates:
             many(_UPDATE_TASK_BY_ID, self.lost_updates)
         if self.logs:
-            many(_INSERT_LOG, self.logs)
+            insert_rows(conn, _INSERT_LOG, self.logs)
         if self.edges:
             many(_INSERT_EDGE, self.edges)
