@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextvars
 import ctypes
 import inspect
+import sys
 import threading
 from collections.abc import Callable, Generator
 from typing import Any
 
 from nbflow._clock import Clock
 
-__all__ = ["Call", "Sleep", "Outcome", "drive", "adrive", "Interrupted", "interrupt_thread"]
+__all__ = ["Call", "Sleep", "Outcome", "drive", "adrive", "Interrupted", "cancellations", "interrupt_thread"]
 
 
 class Interrupted(BaseException):
@@ -25,6 +26,17 @@ class Interrupted(BaseException):
 
     A ``BaseException`` so that user code's ``except Exception`` does not swallow it.
     """
+
+
+_STOPS: tuple[type[BaseException], ...] = (KeyboardInterrupt, Interrupted)
+
+
+def cancellations() -> tuple[type[BaseException], ...]:
+    """What ends a run ``Cancelled``: an interrupt, nbflow's own stop, and asyncio's cancellation
+    (a kernel interrupt of a cell that awaits cancels the cell's task). Used as ``except cancellations():``;
+    asyncio is looked up, never imported: without it loaded, nothing can raise its CancelledError."""
+    asyncio = sys.modules.get("asyncio")
+    return _STOPS if asyncio is None else (*_STOPS, asyncio.CancelledError)
 
 
 class Call:

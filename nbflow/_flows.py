@@ -11,7 +11,7 @@ from typing import Any, Generic, TypeVar, overload
 
 from nbflow import _states as states
 from nbflow._context import FlowRunContext, current, flow_context
-from nbflow._engine import Call, Interrupted, Lifecycle, Outcome, Sleep, adrive, drive
+from nbflow._engine import Call, Lifecycle, Outcome, Sleep, adrive, cancellations, drive
 from nbflow._events import RunCreated
 from nbflow._logging import log, print_redirect
 from nbflow._names import format_run_name, generate_run_name
@@ -159,7 +159,7 @@ def flow_lifecycle(
             set_state(bus, flow_run, states.Retrying(f"Retry {retry + 1}/{options.retries} in {delay:.1f} seconds", timestamp=clock.now()))
             log(bus, flow_run, logging.INFO, f"Retrying in {delay:.1f} seconds...", clock.now())
             yield Sleep(delay)
-    except (KeyboardInterrupt, Interrupted):
+    except cancellations():
         state = states.Cancelled("Flow run was interrupted", data=CancelledRun("interrupted"), timestamp=clock.now())
         _finish(flow, flow_run, runtime, state, options.on_cancellation)
         raise

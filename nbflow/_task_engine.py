@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from nbflow import _states as states
 from nbflow._context import FlowRunContext, TaskRunContext, current
-from nbflow._engine import Call, Interrupted, Lifecycle, Outcome, Sleep
+from nbflow._engine import Call, Interrupted, Lifecycle, Outcome, Sleep, cancellations
 from nbflow._events import EdgeAdded, RunCreated, StateChanged
 from nbflow._logging import log, print_redirect
 from nbflow._options import jittered, retry_delays
@@ -173,7 +173,7 @@ def task_lifecycle(
                 f"Retry {retry + 1}/{options.retries} in {delay:.1f} seconds", timestamp=clock.now()))
             log(bus, task_run, logging.INFO, f"Retrying in {delay:.1f} seconds...", clock.now())
             yield Sleep(delay)
-    except (KeyboardInterrupt, Interrupted) as exc:
+    except cancellations() as exc:
         state = states.Cancelled("Task run was interrupted", data=CancelledRun("interrupted"), timestamp=clock.now())
         _finish(task, ctx, task_run, state)
         if submitted and isinstance(exc, Interrupted):

@@ -16,6 +16,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser, argument, magic_arguments, parse_argstring
 
 from nbflow._flows import Flow
+from nbflow._options import FlowOptions
 from nbflow._runtime import get_runtime
 from nbflow.jupyter._cell_flow import CellFlow, await_transformer, default_name
 from nbflow.jupyter._session import NotebookSession, no_monitor
@@ -100,14 +101,14 @@ class FlowMagics(Magics):
             "retry_delay_seconds": args.retry_delay,
             "timeout_seconds": args.timeout,
             "log_prints": True if args.log_prints else None,
-            "task_runner": _task_runner(args.task_runner),
         }
+        try:
+            FlowOptions(**options)  # the engine's own checks, e.g. --retries -1, before anything runs
+        except (TypeError, ValueError) as exc:
+            raise _usage_error(f"%%flow: {exc}", CELL_USAGE) from None
         info = self.session.cell_info
         name = args.name or default_name(cell, getattr(info, "cell_id", None), self.shell.execution_count)
-        try:
-            cell_flow = CellFlow(self.shell, name, cell, options)
-        except (TypeError, ValueError) as exc:  # an option out of range, e.g. --retries -1
-            raise _usage_error(f"%%flow: {exc}", CELL_USAGE) from None
+        cell_flow = CellFlow(self.shell, name, cell, {**options, "task_runner": _task_runner(args.task_runner)})
         self.session.cell_flows[name] = cell_flow
         self.session.watch(get_runtime())
         if cell_flow.isasync:
