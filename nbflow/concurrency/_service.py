@@ -101,10 +101,10 @@ class LimitService:
             reap(self._connection(), self.clock.now())  # type: ignore[arg-type]
 
     # --- acquiring --------------------------------------------------------------------------------
-    def request(self, names: tuple[str, ...], occupy: int, mode: str) -> Request:
+    def request(self, names: tuple[str, ...], occupy: int, mode: str, holder: str | None = None) -> Request:
         from nbflow.concurrency._storage import Request
 
-        return Request(names, occupy, mode, os.urandom(16).hex(), _holder(), os.getpid(), _HOST)
+        return Request(names, occupy, mode, os.urandom(16).hex(), holder or _holder(), os.getpid(), _HOST)
 
     def steps(
         self,
@@ -277,7 +277,9 @@ class TaskSlots:
         try:
             if self._steps is None:
                 names = tuple(dict.fromkeys(self.task_run.tags))
-                req = self.service.request(names, 1, "lease")
+                flow_run = self.ctx.flow_run
+                holder = f"task run {self.task_run.name!r} of flow run {flow_run.name!r}"
+                req = self.service.request(names, 1, "lease", holder)
                 self._steps = self.service.steps(req, None, False, tags=True, on_wait=self._waiting)
                 return next(self._steps)
             return self._steps.send(None)
@@ -320,7 +322,7 @@ def waiting_message(verdict: Verdict, occupy: int) -> str:
 
 def _usage(verdict: Verdict, occupy: int) -> str:
     if verdict.too_large:
-        return f"it has {verdict.limit} slot(s), {occupy} needed"
+        return f"it has {verdict.limit} slot(s), {occupy} needed: waiting until it is raised"
     text = f"{_num(verdict.used)}/{verdict.limit} slots in use"
     if verdict.reserved:
         text += f", {_num(verdict.reserved)} wanted by earlier waiters"

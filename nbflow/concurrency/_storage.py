@@ -132,7 +132,7 @@ def take(
                 )
             if ticket is not None:
                 conn.execute("DELETE FROM concurrency_waiter WHERE ticket = ?", (ticket,))
-        elif ticket is None and not verdict.too_large and verdict.no_decay is None:
+        elif ticket is None and verdict.no_decay is None:
             ticket = conn.execute("SELECT COALESCE(MAX(ticket), 0) + 1 FROM concurrency_waiter").fetchone()[0]
             conn.executemany(
                 "INSERT INTO concurrency_waiter VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
