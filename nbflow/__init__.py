@@ -15,6 +15,7 @@ _EXPORTS = {
     "ThreadPoolTaskRunner": "nbflow.task_runners",
     "flow": "nbflow._flows",
     "get_run_logger": "nbflow._logging",
+    "monitor": "nbflow.jupyter._widget",
     "task": "nbflow._tasks",
     "unmapped": "nbflow.utilities.annotations",
 }
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from nbflow._logging import get_run_logger
     from nbflow._states import State
     from nbflow._tasks import Task, task
+    from nbflow.jupyter._widget import monitor
     from nbflow.task_runners import ThreadPoolTaskRunner
     from nbflow.utilities.annotations import unmapped
 

@@ -10,7 +10,7 @@ import nbflow
 
 
 def test_public_names():
-    assert set(nbflow.__all__) >= {"flow", "task", "get_run_logger", "unmapped", "Flow", "Task", "State", "ThreadPoolTaskRunner"}
+    assert set(nbflow.__all__) >= {"flow", "task", "get_run_logger", "monitor", "unmapped", "Flow", "Task", "State", "ThreadPoolTaskRunner"}
     for name in nbflow.__all__:
         assert getattr(nbflow, name) is not None
 
