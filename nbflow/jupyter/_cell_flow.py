@@ -39,7 +39,7 @@ class CellFlow:
         self.body = body
         self._code, self._last, self._silent = _compile(shell, body)
         self.isasync = _is_coroutine(self._code) or _is_coroutine(self._last)
-        fn: Callable[[], Any] = self._run_async if self.isasync else self._run
+        fn = _as_notebook_function(self._run_async if self.isasync else self._run, name)
         self.flow: Flow[Any] = flow(fn, name=name, validate_parameters=False, **options)
 
     def _run(self) -> Any:
@@ -66,6 +66,25 @@ class CellFlow:
 
     def __repr__(self) -> str:
         return f"CellFlow(name={self.name!r})"
+
+
+def _as_notebook_function(method: Callable[[], Any], name: str) -> Callable[[], Any]:
+    """``method`` as a function that says it was defined in the notebook (``__main__``), as the cell
+    was: the run store records where a flow lives, and only this kernel can rerun a cell's flow."""
+    if inspect.iscoroutinefunction(method):
+
+        async def body() -> Any:
+            __tracebackhide__ = True
+            return await method()
+    else:
+
+        def body() -> Any:
+            __tracebackhide__ = True
+            return method()
+
+    body.__module__ = "__main__"
+    body.__name__ = body.__qualname__ = re.sub(r"\W", "_", name)
+    return body
 
 
 def _compile(shell: Any, body: str) -> tuple[CodeType, CodeType | None, bool]:
