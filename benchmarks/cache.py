@@ -28,7 +28,7 @@ def _runtime(home: Path, **settings: Any) -> Any:
     from nbflow._runtime import Runtime
     from nbflow._settings import Settings
 
-    runtime = Runtime.from_settings(Settings(home=str(home), store_enabled=False, **settings))
+    runtime = Runtime.from_settings(Settings(home=str(home), **settings))  # defaults: the run store is on
     runtime.console._stream = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
     return runtime
 

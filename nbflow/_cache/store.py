@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from nbflow import _states as states
 from nbflow._cache.disk import ResultDisk
 from nbflow._cache.locks import LOCKS_SUPPORTED, KeyLocks
-from nbflow._cache.writer import Writer
+from nbflow._cache.writer import Pending, Writer
 from nbflow._context import FlowRunContext, TaskRunContext
 from nbflow._events import StateChanged
 from nbflow._runs import FlowRun
@@ -129,8 +129,6 @@ class ResultCache:
             expire_at = None if expiration is None else self.clock.now() + _seconds(expiration)
             if held is not None:
                 # Another process may be waiting on this key: it must find the result on disk.
-                from nbflow._cache.writer import Pending
-
                 self.disk.write([("set", Pending(key, data, expire_at, task.name))])
             else:
                 self.writer.put(key, data, expire_at, task.name)
