@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["LimitService", "TaskSlots", "attach", "service_for", "check_names", "check_occupy", "check_timeout"]
 
 _FIRST_DELAY = 0.005
+_HEAD_DELAY = 0.005  # cap for a waiter with nobody ahead of it (at most one per limit)
 _NEAR_DELAY = 0.010  # cap for a waiter that the next release could serve
 _FAR_DELAY = 0.100  # cap for everyone else
 
@@ -156,8 +157,7 @@ class LimitService:
                         raise _timeout_error(verdict, req, timeout)  # type: ignore[arg-type]
                     wait = min(wait, left)
                 yield wait
-                near = verdict.reserved + req.occupy <= verdict.limit
-                delay = min(delay * 2, _NEAR_DELAY if near else _FAR_DELAY)
+                delay = min(delay * 2, _cap(verdict, req.occupy))
                 with self._lock:
                     conn = self._connection()
                     probe, _rows = evaluate(conn, req, clock.now(), ticket)  # type: ignore[arg-type]
@@ -313,6 +313,15 @@ class TaskSlots:
         runtime = self.ctx.runtime
         message = waiting_message(verdict, req.occupy)
         set_state(runtime.bus, self.task_run, states.Pending(message, timestamp=runtime.clock.now()))
+
+
+def _cap(verdict: Verdict, occupy: int) -> float:
+    """How long a waiter may sleep between tries: the first in line polls often, the back rarely."""
+    if not verdict.reserved:
+        return _HEAD_DELAY  # nobody ahead: the next release is ours, notice it soon
+    if verdict.reserved + occupy <= verdict.limit:
+        return _NEAR_DELAY
+    return _FAR_DELAY
 
 
 def waiting_message(verdict: Verdict, occupy: int) -> str:
