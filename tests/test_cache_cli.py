@@ -81,3 +81,23 @@ def test_python_api_matches_the_cli(tmp_path):
     assert nbflow.cache.parse_duration("36h") == 129600.0
     with pytest.raises(ValueError, match="not a duration"):
         nbflow.cache.parse_duration("3 weeks")
+
+
+def test_ls_shows_when_an_entry_was_last_used(tmp_path):
+    import nbflow.cache
+
+    h = _fill(tmp_path / "home")
+    with h:
+        assert all(e.accessed is None for e in nbflow.cache.entries())
+
+        @task(cache_policy=INPUTS)
+        def fetch(i):
+            return list(range(i))
+
+        @flow
+        def again():
+            return fetch(2)
+
+        again()
+        used = {e.key: e.accessed for e in nbflow.cache.entries(task="fetch")}
+        assert sum(1 for when in used.values() if when is not None) == 1

@@ -58,9 +58,8 @@ class Entry:
     key: str
     task: str | None
     stored: float
-    accessed: float | None
+    accessed: float | None  # last hit, to the minute (LRU order needs no more); None: never hit
     expires: float | None
-    hits: int
     size: int
     in_file: bool  # stored as a file of its own (large results)
 
@@ -234,7 +233,7 @@ class ResultDisk:
         if task is not None:
             query, args = _LIST + " AND tag = ?", (task,)
         rows = self.cache()._sql(query + " ORDER BY store_time", args).fetchall()
-        return (Entry(key, tag, stored, accessed, expires, hits or 0, size or 0, bool(in_file))
+        return (Entry(key, tag, stored, accessed if hits else None, expires, size or 0, bool(in_file))
                 for key, tag, stored, accessed, expires, hits, size, in_file in rows)
 
     def stats(self, now: float) -> CacheStats:

@@ -46,7 +46,7 @@ def _ls(args: argparse.Namespace) -> int:
     rows = [("TASK", "KEY", "SIZE", "STORED", "LAST USED", "EXPIRES")]
     for e in entries:
         expires = "never" if e.expires is None else ("expired" if e.expires <= now else _when(e.expires))
-        used = _when(e.accessed) if e.accessed and e.hits else "-"
+        used = _when(e.accessed) if e.accessed else "-"
         rows.append((e.task or "?", e.key[:12], _size(e.size), _when(e.stored), used, expires))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
