@@ -77,6 +77,7 @@ def drive(lifecycle: Lifecycle, clock: Clock, loop_thread: Any, perform: Callabl
     An exception from performing an effect (a ``KeyboardInterrupt`` during the user's function, say)
     is thrown into the lifecycle so it can record the run's end before it propagates.
     """
+    __tracebackhide__ = True  # IPython: a failing run shows the user's frames, not the engine's
     reply: Any = None
     error: BaseException | None = None
     while True:
@@ -97,6 +98,7 @@ def drive(lifecycle: Lifecycle, clock: Clock, loop_thread: Any, perform: Callabl
 
 async def adrive(lifecycle: Lifecycle, clock: Clock) -> Any:
     """``drive`` for async functions, awaited on the caller's event loop."""
+    __tracebackhide__ = True  # IPython: a failing run shows the user's frames, not the engine's
     reply: Any = None
     error: BaseException | None = None
     while True:
@@ -116,6 +118,7 @@ async def adrive(lifecycle: Lifecycle, clock: Clock) -> Any:
 
 
 def _call(call: Call, loop_thread: Any) -> Outcome:
+    __tracebackhide__ = True
     fn = call.fn
     if inspect.iscoroutinefunction(fn):
         return _call_coroutine_from_sync(call, loop_thread)
@@ -179,6 +182,7 @@ async def _acall(call: Call) -> Outcome:
     """Await the call; a timeout cancels the coroutine (unlike a thread, it can be stopped)."""
     import asyncio  # only async code gets here; keeps `import nbflow` light
 
+    __tracebackhide__ = True
     try:
         result = call.fn(*call.args, **call.kwargs)
         if not inspect.isawaitable(result):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import traceback
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar, overload
 
@@ -13,7 +12,7 @@ from nbflow import _states as states
 from nbflow._context import FlowRunContext, current, flow_context
 from nbflow._engine import Call, Lifecycle, Outcome, Sleep, adrive, cancellations, drive
 from nbflow._events import RunCreated
-from nbflow._logging import log, print_redirect
+from nbflow._logging import format_user_traceback, log, print_redirect
 from nbflow._names import format_run_name, generate_run_name
 from nbflow._options import FlowOptions, build_options, jittered, replace_options, retry_delays
 from nbflow._parameters import ParameterValidator
@@ -173,7 +172,7 @@ def flow_lifecycle(
         current.reset(token)
     if state.is_failed() and state.name == "Failed" and isinstance(state.data, BaseException):
         error = state.data
-        trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        trace = format_user_traceback(error)
         log(bus, flow_run, logging.ERROR, f"Encountered exception during execution:\n{trace}", clock.now())
     hooks = options.on_completion if state.is_completed() else options.on_failure
     return _finish(flow, flow_run, runtime, state, hooks)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import builtins
 import logging
+import os
 import sys
 import threading
 import time
+import traceback
 from typing import IO, Any, Callable
 
 from nbflow._context import RootContext, TaskRunContext, current
@@ -19,7 +21,7 @@ from nbflow._events import Event, EventBus, LogEmitted
 from nbflow._runs import FlowRun, TaskRun
 from nbflow.exceptions import MissingContextError
 
-__all__ = ["get_run_logger", "log", "ConsoleLogger", "format_line", "print_redirect"]
+__all__ = ["get_run_logger", "log", "ConsoleLogger", "format_line", "format_user_traceback", "print_redirect"]
 
 _LOGGER = logging.getLogger("nbflow")
 _LOGGER.propagate = False  # the console subscriber prints run lines; don't print them twice
@@ -77,6 +79,17 @@ def get_run_logger() -> RunLogger:
 def log(bus: EventBus, run: FlowRun | TaskRun, level: int, message: str, timestamp: float) -> None:
     """An engine line (``Finished in state ...``): straight onto the bus, without ``logging``."""
     bus.emit(LogEmitted(run, level, message, timestamp, "nbflow.engine"))
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def format_user_traceback(error: BaseException) -> str:
+    """The traceback of ``error`` as the user wrote it: the engine's own leading frames left out."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(error), error, tb))
 
 
 # --- console -------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from nbflow._context import RootContext, current
 from nbflow._events import EventBus, Subscriber
 from nbflow._logging import ConsoleLogger
 
-__all__ = ["Runtime", "get_runtime", "use_runtime"]
+__all__ = ["Runtime", "default_runtime", "get_runtime", "use_runtime"]
 
 
 class _LoopThread:
@@ -107,17 +107,23 @@ _default: Runtime | None = None
 _default_lock = threading.Lock()
 
 
+def default_runtime(create: bool = True) -> Runtime | None:
+    """The process's default runtime, built from the environment on first use (``create=False``:
+    None if nothing has built it yet)."""
+    global _default  # built once per process from the environment, like the settings it reads
+    if _default is None and create:
+        with _default_lock:
+            if _default is None:
+                _default = Runtime.from_settings()
+    return _default
+
+
 def get_runtime() -> Runtime:
     """The runtime of the current run, else the one entered with ``use_runtime``, else the default."""
     ctx = current.get()
     if ctx is not None:
         return ctx.runtime
-    global _default  # built once per process from the environment, like the settings it reads
-    if _default is None:
-        with _default_lock:
-            if _default is None:
-                _default = Runtime.from_settings()
-    return _default
+    return default_runtime()  # type: ignore[return-value]
 
 
 @contextmanager

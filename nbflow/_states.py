@@ -110,6 +110,7 @@ class State:
 
         A run that has not finished has no result yet: asking raises ``ValueError``.
         """
+        __tracebackhide__ = True
         if self.type is StateType.COMPLETED:
             return self.data
         if not self.is_final():

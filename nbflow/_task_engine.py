@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +10,7 @@ from nbflow import _states as states
 from nbflow._context import FlowRunContext, TaskRunContext, current
 from nbflow._engine import Call, Interrupted, Lifecycle, Outcome, Sleep, cancellations
 from nbflow._events import EdgeAdded, RunCreated, StateChanged
-from nbflow._logging import log, print_redirect
+from nbflow._logging import format_user_traceback, log, print_redirect
 from nbflow._options import jittered, retry_delays
 from nbflow._runs import FlowRun, TaskRun
 from nbflow._states import State
@@ -190,7 +189,7 @@ def task_lifecycle(
             slots.__exit__(None, None, None)
     if state.is_failed() and state.name == "Failed":
         error = state.data
-        trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        trace = format_user_traceback(error)
         log(bus, task_run, logging.ERROR, f"Task run failed with exception: {error!r} - Retries are exhausted\n{trace}", clock.now())
     elif state.is_completed() and cache is not None:
         cache.store(task, task_run, parameters, state, ctx)
@@ -244,7 +243,7 @@ def run_hooks(runtime: Any, hooks: tuple[Callable[..., Any], ...], args: tuple, 
         try:
             hook(*args)
         except Exception as exc:
-            trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            trace = format_user_traceback(exc)
             log(runtime.bus, run, logging.ERROR, f"An error was encountered while running hook {name!r}: {exc!r}\n{trace}", runtime.clock.now())
         else:
             log(runtime.bus, run, logging.DEBUG, f"Hook {name!r} finished running successfully", runtime.clock.now())

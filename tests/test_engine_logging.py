@@ -117,3 +117,20 @@ def test_log_level_setting_hides_lower_lines(tmp_path):
         pipeline()
     assert "error line" in stream.getvalue()
     assert "info line" not in stream.getvalue() and "Finished in state" not in stream.getvalue()
+
+
+def test_logged_tracebacks_show_the_users_frames_not_the_engines(harness):
+    @task
+    def divide(x):
+        return 1 / x
+
+    @flow
+    def pipeline():
+        divide(0, return_state=True)
+
+    pipeline()
+    error_lines = [e.message for e in harness.recorder.logs() if e.level >= 40]
+    assert len(error_lines) == 1
+    trace = error_lines[0]
+    assert "ZeroDivisionError: division by zero" in trace and "return 1 / x" in trace
+    assert "_engine.py" not in trace and "_task_engine.py" not in trace

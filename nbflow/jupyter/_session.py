@@ -111,9 +111,9 @@ class NotebookSession:
         global _active  # the session of this process's shell, found by runtimes as they are built
         _active = self
         self.shell.events.register("pre_run_cell", self._pre_run_cell)
-        from nbflow import _runtime
+        from nbflow._runtime import default_runtime
 
-        default = getattr(_runtime, "_default", None)  # built before %load_ext? (never build it here)
+        default = default_runtime(create=False)  # built before %load_ext? (never build it here)
         if default is not None:
             self.watch(default)
 
