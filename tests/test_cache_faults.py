@@ -230,3 +230,19 @@ def test_an_unusable_cache_folder_warns_once_and_runs_go_on(tmp_path, capfd):
         assert first == second
         assert f"Result cache at {home / 'cache'} is unavailable" in first and "running without it" in first
     assert capfd.readouterr().err.count("nbflow: could not write results to the cache") == 1
+
+
+def test_a_result_larger_than_the_whole_cache_is_not_persisted_with_a_warning(tmp_path):
+    with CacheHarness(tmp_path / "home", cache_size_limit=100_000) as h:
+        @task(cache_policy=INPUTS)
+        def huge(n):
+            return b"x" * n
+
+        @flow
+        def pipeline():
+            return len(huge(200_000)), len(huge(10))
+
+        assert pipeline() == (200_000, 10)
+        (warning,) = h.warnings()
+        assert "is not persisted" in warning and "NBFLOW_CACHE_SIZE_LIMIT=100,000" in warning
+        assert [e.size < 100 for e in h.entries()] == [True]

@@ -123,7 +123,9 @@ class ResultCache:
                 self._warn(ctx, task_run, ("unpicklable", task.name), _unpicklable_message(task, task_run, state.data, exc))
                 return
             if len(data) > self.disk.size_limit:
-                log(self.bus, task_run, logging.DEBUG, f"Result of {len(data)} bytes is larger than the whole result cache; not persisted", self.clock.now())
+                self._warn(ctx, task_run, ("toolarge", task.name),
+                           f"Result of task {task.name!r} is not persisted: {len(data):,} bytes pickled is more than the "
+                           f"whole result cache (NBFLOW_CACHE_SIZE_LIMIT={self.disk.size_limit:,})")
                 return
             expiration = task.options.cache_expiration
             expire_at = None if expiration is None else self.clock.now() + _seconds(expiration)
