@@ -39,7 +39,7 @@ class Store:
     def attach(cls, runtime: Any) -> Store:
         """Open the store of ``runtime.settings.home`` and subscribe its writer to the runtime's events."""
         store = cls(runtime.settings, log_level=runtime.log_level)
-        store._unsubscribe = runtime.bus.subscribe(store.writer)
+        store._unsubscribe = runtime.bus.subscribe(store.writer.on_event)
         runtime.store = store
         return store
 
