@@ -148,7 +148,8 @@ def task_lifecycle(
     limits = runtime.limits
     slots = limits.task_slots(task_run, ctx) if limits is not None and task_run.tags else None
     if slots is not None:
-        slots.__enter__()
+        while (wait := slots.attempt()) is not None:  # an async run on a loop waits without blocking it
+            yield Sleep(wait)
     log_prints = options.log_prints if options.log_prints is not None else ctx.log_prints
     token = current.set(TaskRunContext(ctx, task, task_run, log_prints))
     redirect = print_redirect() if log_prints else None

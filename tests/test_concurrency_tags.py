@@ -136,3 +136,26 @@ def test_tags_without_limits_do_not_create_a_store(runtime, tmp_path):
 
     assert pipeline() == 1
     assert not (tmp_path / "home" / "nbflow.db").exists()
+
+
+def test_async_tagged_tasks_awaited_together_wait_without_blocking_the_loop(runtime):
+    import asyncio
+
+    limits.create("aio-db", 1)
+    seen = {"now": 0, "most": 0}
+
+    @task(tags=["aio-db"])
+    async def fetch(i: int) -> int:
+        seen["now"] += 1
+        seen["most"] = max(seen["most"], seen["now"])
+        await asyncio.sleep(0.02)  # the holder needs the loop to finish: a blocked loop would hang here
+        seen["now"] -= 1
+        return i
+
+    @flow
+    async def pipeline() -> list[int]:
+        return list(await asyncio.gather(*(fetch(i) for i in range(4))))
+
+    assert asyncio.run(pipeline()) == [0, 1, 2, 3]
+    assert seen["most"] == 1
+    assert limits.inspect("aio-db").active_slots == 0

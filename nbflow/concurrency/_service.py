@@ -259,8 +259,10 @@ class TaskSlots:
     """One slot of every limit named like one of the task run's tags, taken all or none.
 
     While it waits, the task run is ``Pending("Waiting for concurrency limit 'db' ...")``. The
-    engine may use it as a context manager, or call ``attempt()`` until it returns None, waiting the
-    seconds it returns in between (what an async lifecycle does to keep its event loop free).
+    engine calls ``attempt()`` until it returns None, waiting the seconds it returns in between; on
+    a thread that runs no event loop ``attempt()`` itself blocks until the slots are held (woken at
+    once by a release in this process), so only an async lifecycle driven on a loop yields.
+    Also a context manager.
     """
 
     __slots__ = ("service", "task_run", "ctx", "lease", "_steps")
@@ -273,7 +275,13 @@ class TaskSlots:
         self._steps: Generator[float, None, str | None] | None = None
 
     def attempt(self) -> float | None:
-        """Try (again) to take the slots: None once they are held, else seconds to wait first."""
+        """Take the slots: None once they are held, else (on an event loop) seconds to wait first."""
+        if not _on_event_loop():
+            self.__enter__()
+            return None
+        return self._step()
+
+    def _step(self) -> float | None:
         try:
             if self._steps is None:
                 names = tuple(dict.fromkeys(self.task_run.tags))
@@ -286,14 +294,17 @@ class TaskSlots:
         except StopIteration as stop:
             self.lease = stop.value
             return None
-
-    def __enter__(self) -> TaskSlots:
-        try:
-            while (delay := self.attempt()) is not None:
-                self.service.sleep(delay)
         except BaseException:
             self.close()
             raise
+
+    def __enter__(self) -> TaskSlots:
+        while (delay := self._step()) is not None:
+            try:
+                self.service.sleep(delay)
+            except BaseException:
+                self.close()
+                raise
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -322,6 +333,18 @@ def _cap(verdict: Verdict, occupy: int) -> float:
     if verdict.reserved + occupy <= verdict.limit:
         return _NEAR_DELAY
     return _FAR_DELAY
+
+
+def _on_event_loop() -> bool:
+    """Whether this thread runs an event loop (which a blocking wait would freeze)."""
+    aio = sys.modules.get("asyncio")  # not imported: no loop can be running
+    if aio is None:
+        return False
+    try:
+        aio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def waiting_message(verdict: Verdict, occupy: int) -> str:
