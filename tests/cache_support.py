@@ -72,7 +72,8 @@ def run_python(code: str, home: Path, *, env: dict[str, str] | None = None, cwd:
     return result
 
 
-def nbflow_cli(*args: str, home: Path, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "NBFLOW_HOME": str(home)}
+def nbflow_cli(*args: str, home: Path, cwd: Path | None = None, env: dict[str, str] | None = None,
+               timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NBFLOW_HOME": str(home), **(env or {})}
     return subprocess.run([sys.executable, "-m", "nbflow", *args], capture_output=True, text=True, env=env,
                           cwd=cwd, timeout=timeout)

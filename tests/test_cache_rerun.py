@@ -239,12 +239,7 @@ def test_cli_rerun_from_another_process(project):
     folder, env = project
     run_python("from etl_mod import etl; etl(5)", folder / "home", env=env, cwd=folder)
     run_id = _latest(folder / "home", "etl").id
-    os.environ.update(env)
-    try:
-        result = nbflow_cli("flow-run", "rerun", run_id[:8], home=folder / "home", cwd=folder)
-    finally:
-        for key in env:
-            os.environ.pop(key, None)
+    result = nbflow_cli("flow-run", "rerun", run_id[:8], home=folder / "home", cwd=folder, env=env)
     assert result.returncode == 0, result.stderr
     assert "2 of 2 task runs Cached, 0 ran" in result.stdout
     assert "Finished in state Cached(type=COMPLETED)" in result.stderr  # the run's console log
@@ -263,12 +258,7 @@ def test_cli_rerun_of_a_flow_in_a_script(project):
     assert result.returncode == 0, result.stderr
     run = _latest(folder / "home", "nightly")
     assert run.flow_ref == f"{script}:nightly"
-    os.environ.update(env)
-    try:
-        rerun = nbflow_cli("flow-run", "rerun", run.name, home=folder / "home", cwd=tmp_cwd(folder))
-    finally:
-        for key in env:
-            os.environ.pop(key, None)
+    rerun = nbflow_cli("flow-run", "rerun", run.name, home=folder / "home", cwd=tmp_cwd(folder), env=env)
     assert rerun.returncode == 0, rerun.stderr
     assert "2 of 2 task runs Cached" in rerun.stdout
     assert _marks(folder) == ["load", "total"]  # the script's __main__ block did not run again
