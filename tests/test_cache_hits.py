@@ -258,3 +258,26 @@ def test_a_refreshed_entry_replaces_the_old_one_and_its_file(h):
     files = [p for p in (h.home / "cache").rglob("*.val")]
     assert files == []  # the large value's file went with it
     assert h.cache.disk.stats(0).entries == 1
+
+
+def test_entries_written_in_bulk_are_valid_diskcache_rows(h):
+    import pickle
+    import warnings
+
+    @task(cache_policy=INPUTS)
+    def value(n):
+        return b"v" * n
+
+    @flow
+    def pipeline():
+        return [len(value(n)) for n in (10, 20, 100_000)]
+
+    pipeline()
+    h.cache.flush(10)
+    cache = h.cache.disk.cache()
+    assert len(cache) == 3  # diskcache's own count (kept by its triggers) agrees
+    for entry in h.entries():
+        assert pickle.loads(cache.get(entry.key)) in (b"v" * 10, b"v" * 20, b"v" * 100_000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cache.check() == []  # sizes, files and counts are consistent
