@@ -56,9 +56,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _limits() -> Any:
+    """``nbflow.concurrency.limits`` bound to a bare runtime: the CLI needs no store writer or cache."""
+    import functools
+    import types
+
+    from nbflow._runtime import Runtime
     from nbflow.concurrency import limits
 
-    return limits
+    runtime = Runtime(console=False)  # settings from the environment, no services attached
+    verbs = ("create", "ls", "inspect", "update", "reset", "delete")
+    return types.SimpleNamespace(**{v: functools.partial(getattr(limits, v), runtime=runtime) for v in verbs})
 
 
 def _describe(limit: Any) -> str:
