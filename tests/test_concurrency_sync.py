@@ -334,3 +334,13 @@ def test_async_rate_limit(fake_home):
     start = fake_home.clock.now()
     asyncio.run(main())
     assert fake_home.clock.now() - start >= 1.0 - 1e-6
+
+
+def test_unknown_name_warning_turned_error_holds_no_slot(home):
+    limits.create("kept", 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(UserWarning, match="'never-made-3'"):
+            with concurrency(["kept", "never-made-3"]):
+                pass
+    assert limits.inspect("kept").active_slots == 0

@@ -141,6 +141,13 @@ class LimitService:
                     ticket = verdict.ticket
                     self.renewer.add_ticket(ticket)
                 self._judge(verdict, req, strict, tags)
+                if verdict.unknown and not tags:
+                    try:
+                        _warn_unknown(verdict.unknown)
+                    except BaseException:  # warnings turned into errors: hold nothing
+                        if verdict.granted:
+                            self.release(req.lease_id)
+                        raise
                 if verdict.granted:
                     granted = True
                     if req.mode == "lease" and len(verdict.unknown) < len(req.names):
@@ -173,15 +180,13 @@ class LimitService:
                         leave_queue(self._connection(), ticket)  # type: ignore[arg-type]
 
     def _judge(self, verdict: Verdict, req: Request, strict: bool, tags: bool) -> None:
-        """Raise for what waiting cannot fix; warn (once per name) about names without a limit."""
-        if verdict.unknown and not tags:
-            if strict:
-                name = verdict.unknown[0]
-                raise ConcurrencyLimitNotFoundError(
-                    f"No concurrency limit named {name!r} (strict=True). "
-                    f"Create it with `nbflow concurrency-limit create {name} LIMIT`."
-                )
-            _warn_unknown(verdict.unknown)
+        """Raise for what waiting cannot fix (the store changed nothing for such a verdict)."""
+        if verdict.unknown and strict and not tags:
+            name = verdict.unknown[0]
+            raise ConcurrencyLimitNotFoundError(
+                f"No concurrency limit named {name!r} (strict=True). "
+                f"Create it with `nbflow concurrency-limit create {name} LIMIT`."
+            )
         if verdict.no_decay is not None:
             name = verdict.no_decay
             raise ConcurrencyLimitError(
