@@ -262,3 +262,29 @@ def test_many_processes_creating_the_schema_at_once_all_succeed(tmp_path: Path) 
         assert p.returncode == 0 and out.strip() == "1", err
     with sqlite3.connect(home / "nbflow.db") as conn:
         assert conn.execute("SELECT count(*) FROM flow_runs WHERE state_type = 'COMPLETED'").fetchone()[0] == 4
+
+
+@flow
+def tiny() -> int:
+    return 1
+
+
+def _run_tiny() -> None:
+    assert tiny() == 1
+
+
+def test_a_forked_child_records_its_own_runs(tmp_path: Path) -> None:
+    import multiprocessing
+    import os
+
+    home = tmp_path / "home"
+    with recording(home):
+        tiny()  # the parent's writer thread is running when the child is forked
+        child = multiprocessing.get_context("fork").Process(target=_run_tiny)
+        child.start()
+        child.join(60)
+        assert child.exitcode == 0
+        tiny()
+        stored = runs.flow_runs(limit=None)
+    assert [r.state_name for r in stored] == ["Completed"] * 3
+    assert sorted(r.pid == os.getpid() for r in stored) == [False, True, True]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +36,7 @@ class Store:
         self._unsubscribe: Callable[[], None] | None = None
         self._hooks: threading.Thread | None = None
         self.crashed: list[CrashedRun] = self._sweep()
+        _stores.add(self)
 
     @classmethod
     def attach(cls, runtime: Any) -> Store:
@@ -71,6 +74,10 @@ class Store:
         with self.reading(flush=True) as conn, db.translate_errors(self.path):
             return db.write(conn, work)
 
+    def _after_fork(self) -> None:
+        self._conn = None  # the parent's connection must not be used here; a new one opens on demand
+        self._lock = threading.RLock()
+
     def close(self) -> None:
         """Stop recording: write what is queued, stop the writer, close connections."""
         if self._unsubscribe is not None:
@@ -84,3 +91,15 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"
+
+
+_stores: weakref.WeakSet[Store] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for store in list(_stores):
+        store._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)

@@ -17,8 +17,8 @@ import sqlite3
 import sys
 import threading
 import time
+import weakref
 from collections import deque
-from collections.abc import Callable
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -67,17 +67,14 @@ class _FlowRef:
 class Writer:
     """Subscribe it to a bus; ``flush()`` returns once everything emitted before the call is committed."""
 
-    def __init__(self, path: Path, *, level: int, heartbeat_seconds: float,
-                 on_connect: Callable[[sqlite3.Connection], None] | None = None) -> None:
+    def __init__(self, path: Path, *, level: int, heartbeat_seconds: float) -> None:
         self.path = path
         self.level = level
         self.heartbeat_seconds = heartbeat_seconds
-        self._on_connect = on_connect
         self._reset()
         self._closed = False
         self._reported = False
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._reset)
+        _writers.add(self)
 
     def _reset(self) -> None:
         """Fresh queue and no thread: also what a forked child needs (threads do not survive a fork)."""
@@ -172,11 +169,6 @@ class Writer:
         conn.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_PAGES}")
         conn.execute("PRAGMA journal_size_limit=67108864")  # and the WAL file shrinks back to 64 MB
         dirty = False
-        if self._on_connect is not None:
-            try:
-                self._on_connect(conn)
-            except Exception as exc:
-                self._report(exc)
         next_beat = time.monotonic() + self.heartbeat_seconds
         queue = self._queue
         try:
@@ -248,6 +240,19 @@ class Writer:
             self._reported = True
             print(f"nbflow: could not write to the run store {self.path}: {type(exc).__name__}: {exc}. "
                   "Runs go on; their history may be incomplete.", file=sys.stderr)
+
+
+_writers: weakref.WeakSet[Writer] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    """A forked child has the parent's queues but not its threads: each writer starts over, empty."""
+    for writer in list(_writers):
+        writer._reset()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def _ends_root_run(event: LogEmitted) -> bool:
