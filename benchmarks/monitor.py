@@ -2,11 +2,15 @@
 
 Run: ``python benchmarks/monitor.py [--tasks N] [--repeats R]``; ``run()`` returns rows for compare.py.
 
-- The kernel is a real ipykernel started with jupyter_client; this process plays the front-end and
-  counts every widget message that reaches it on IOPub (what Jupyter's rate limiter sees).
-- "on": a monitor is shown for the run (``auto_monitor``, as a notebook does), and the time includes
-  its final flush. "off": the same flow with no monitor. Both hide per-task console lines, as a
-  notebook with the monitor does, so the ratio is the monitor's own cost.
+- The kernel is a real ipykernel started with jupyter_client, with ``%load_ext nbflow`` as in a
+  notebook; this process plays the front-end and counts every widget message that reaches it on
+  IOPub (what Jupyter's rate limiter sees).
+- Each measured cell calls a decorated flow, as a user's cell does. "on": the notebook session shows
+  a monitor under the cell. "off": the same call inside ``no_monitor()``. The time is the whole cell,
+  from IPython's ``pre_run_cell`` to ``post_run_cell``, so it includes the monitor's final picture
+  sent when the cell ends. The cell prints only warnings in both modes (console level WARNING; the
+  monitor and the run store still get every line), so the ratio is the monitor's own cost, not that
+  of 10,000 printed lines.
 - On and off alternate, after one untimed warm-up of each. The ratio is best-of-N on / best-of-N off
   (as ``timeit`` does: on a shared machine the fastest run is the one least disturbed by neighbours);
   the ratio of medians is printed too.
@@ -28,15 +32,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 SETUP = r"""
-import json, sys, time
+import sys
 sys.path.insert(0, {root!r})
+%load_ext nbflow
+import json, logging, time
 from nbflow import flow, task
 from nbflow._runtime import get_runtime
-from nbflow.jupyter import _widget
+from nbflow.jupyter import no_monitor
+from nbflow.jupyter._session import active_session
 
-rt = get_runtime()
-if rt.console is not None:
-    rt.console.task_lines = False  # per-task lines go to the monitor in a notebook; hidden in both modes
+get_runtime().console.level = logging.WARNING  # see the module docstring: the same in both modes
 
 @task
 def inc(x):
@@ -51,28 +56,22 @@ def big(n):
     futures = [inc.submit(i) for i in range(n)]
     return total(futures)
 
-_stop = None
+_cell = {{"start": time.perf_counter()}}
+get_ipython().events.register("pre_run_cell", lambda info: _cell.update(start=time.perf_counter()))
+get_ipython().events.register("post_run_cell", lambda result: _cell.update(seconds=time.perf_counter() - _cell["start"]))
 
-def bench(n, monitor):
-    global _stop
-    if monitor and _stop is None:
-        _stop = _widget.auto_monitor(rt.bus)
-    if not monitor and _stop is not None:
-        _stop()
-        _stop = None
-    start = time.perf_counter()
-    state = big(n, return_state=True)
-    flow_seconds = time.perf_counter() - start
-    m = None
-    if monitor:
-        m = list(_widget._monitors.values())[-1]
-        m.finish()
-    seconds = time.perf_counter() - start
-    out = {{"seconds": seconds, "flow_seconds": flow_seconds, "state": state.name}}
+def report():
+    session = active_session()
+    run = session.recent[-1]
+    m = session.monitor_of(run.id)
+    out = {{"seconds": _cell["seconds"], "state": run.state.name}}
     if m is not None:
-        out.update(messages=m.messages_sent, comm_id=m.comm.comm_id if m.comm else None)
+        out.update(messages=m.messages_sent, comm_id=m.comm.comm_id if m.comm else None, finished=m.finished)
     print("BENCH " + json.dumps(out))
 """
+
+ON = "state = big({n}, return_state=True)"
+OFF = "with no_monitor():\n    state = big({n}, return_state=True)"
 
 
 def _execute(kc: Any, code: str, timeout: float = 600) -> tuple[str, list[dict[str, Any]]]:
@@ -95,14 +94,19 @@ def _execute(kc: Any, code: str, timeout: float = 600) -> tuple[str, list[dict[s
 
 
 def _bench(kc: Any, n: int, monitor: bool) -> dict[str, Any]:
-    out, seen = _execute(kc, f"bench({n}, {monitor})")
+    _, seen = _execute(kc, (ON if monitor else OFF).format(n=n))
+    out, _ = _execute(kc, "report()")
     line = next(l for l in out.splitlines() if l.startswith("BENCH "))
     result = json.loads(line[6:])
     if monitor:
+        if not result.get("finished"):
+            raise RuntimeError("the monitor had not sent its final picture when the cell ended")
         comm_id = result.get("comm_id")
         comm = [m for m in seen if m["msg_type"] == "comm_msg" and m["content"].get("comm_id") == comm_id]
         result["iopub_messages"] = len(comm)
         result["iopub_bytes"] = sum(len(json.dumps(m["content"])) for m in comm)
+    elif "comm_id" in result:
+        raise RuntimeError("a monitor was shown inside no_monitor()")
     return result
 
 
@@ -131,7 +135,7 @@ def measure(tasks: int = 10_000, repeats: int = 7) -> dict[str, Any]:
     rates = [r["iopub_messages"] / r["seconds"] for r in on]
     if os.environ.get("NBFLOW_BENCH_VERBOSE"):
         for a, b in zip(off, on):
-            print(f"  off {a['seconds']:.3f}  on {b['seconds']:.3f} (flow {b['flow_seconds']:.3f}, finish {b['seconds'] - b['flow_seconds']:.3f})")
+            print(f"  off {a['seconds']:.3f}  on {b['seconds']:.3f}")
     return {
         "tasks": tasks,
         "repeats": repeats,

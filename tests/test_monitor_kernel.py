@@ -1,8 +1,9 @@
-"""The monitor widget in a real kernel (driven by nbclient as a notebook front-end would)."""
+"""The monitor widget in a real kernel (driven by nbclient as a notebook front-end would): decorated
+flows called in cells after ``%load_ext nbflow``, and ``nbflow.monitor()`` of stored runs."""
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,17 +11,17 @@ import pytest
 from _kernel import NotebookKernel, plain, stream
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
+STATE = "application/vnd.jupyter.widget-state+json"
 
 
 @pytest.fixture(scope="module")
 def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NotebookKernel]:
     with NotebookKernel(tmp_path_factory.mktemp("home")) as k:
         k.run(
-            "import json\n"
+            "%load_ext nbflow\n"
+            "import nbflow, nbflow.runs\n"
             "from nbflow import flow, task\n"
-            "from nbflow._runtime import get_runtime\n"
-            "from nbflow.jupyter import _widget\n"
-            "stop_monitors = _widget.auto_monitor(get_runtime().bus)\n"
+            "from nbflow.jupyter import no_monitor\n"
             "@task\n"
             "def load(i):\n"
             "    return i\n"
@@ -41,21 +42,37 @@ def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NotebookKernel]
         yield k
 
 
-def latest_snapshot(kernel: NotebookKernel) -> dict[str, Any]:
-    cell = kernel.run("print(json.dumps(list(_widget._monitors.values())[-1].snapshot))")
-    return json.loads(stream(cell, "stdout"))
+def widgets(cell: Any) -> list[dict[str, Any]]:
+    return [o for o in cell.outputs if o["output_type"] == "display_data" and WIDGET in o["data"]]
 
 
-def test_a_flow_run_leaves_its_final_picture_in_the_widget_and_the_static_output(kernel: NotebookKernel) -> None:
+def run_name(cell: Any) -> str:
+    """The flow run a monitor shows, from its static stand-in ("Flow run 'x' (etl): ...")."""
+    found = [m.group(1) for text in plain(cell) if (m := re.match(r"Flow run '([^']+)'", text))]
+    assert len(found) == 1, f"expected one monitor in the cell, found {found}"
+    return found[0]
+
+
+def saved_snapshot(kernel: NotebookKernel, name: str) -> dict[str, Any]:
+    """The final picture of the monitor of flow run ``name``, as the saved notebook holds it."""
+    kernel.notebook_bytes()  # writes the widget state into the notebook's metadata
+    models = kernel.nb.metadata["widgets"][STATE]["state"].values()
+    mine = [m["state"]["snapshot"] for m in models if m["state"].get("snapshot", {}).get("run", {}).get("name") == name]
+    assert mine, f"no monitor of flow run {name!r} in the saved widget state"
+    return mine[-1]
+
+
+def test_a_flow_called_in_a_cell_leaves_its_final_picture_in_the_widget_and_the_static_output(
+    kernel: NotebookKernel,
+) -> None:
     cell = kernel.run("etl()")
 
-    widgets = [o for o in cell.outputs if o["output_type"] == "display_data" and WIDGET in o["data"]]
-    assert len(widgets) == 1  # one monitor: the subflow is a node of it, not a monitor of its own
+    assert len(widgets(cell)) == 1  # one monitor: the subflow is a node of it, not a monitor of its own
     static = plain(cell, "text/html")
     assert len(static) == 1 and "Completed 6" in static[0] and "Failed 1" in static[0]  # updated at the end
     assert "row 2 is broken" in static[0]
 
-    snap = latest_snapshot(kernel)
+    snap = saved_snapshot(kernel, run_name(cell))
     assert snap["final"] and snap["run"]["flow"] == "etl" and snap["run"]["state"] == "Completed"
     names = {n["id"]: n["label"] for n in snap["graph"]["nodes"]}
     assert sorted(names.values()) == ["check", "check-2", "check-3", "inner", "load", "load-2", "load-3"]
@@ -72,21 +89,22 @@ def test_a_flow_run_leaves_its_final_picture_in_the_widget_and_the_static_output
     assert "raise ValueError('row 2 is broken')" in snap["details"][failed]["traceback"]
 
 
-def test_nbflow_monitor_shows_a_stored_run_again(kernel: NotebookKernel) -> None:
-    kernel.run("etl()")
-    name = latest_snapshot(kernel)["run"]["name"]
-    kernel.run("_widget._monitors.clear()")  # as in a new kernel: only the run store knows the run
+def test_nbflow_monitor_shows_a_run_from_the_store(kernel: NotebookKernel) -> None:
+    hidden = kernel.run("with no_monitor():\n    etl()\nprint(nbflow.runs.flow_runs(flow_name='etl', limit=1)[0].name)")
+    assert not widgets(hidden)
+    name = stream(hidden, "stdout").strip()  # only the run store knows this run
 
-    cell = kernel.run(f"shown = _widget.monitor({name!r})")
+    cell = kernel.run(f"nbflow.monitor({name!r});")
 
-    assert [o for o in cell.outputs if o["output_type"] == "display_data" and WIDGET in o["data"]]
+    assert len(widgets(cell)) == 1
+    assert run_name(cell) == name
     static = plain(cell, "text/html")
-    assert len(static) == 1 and name in static[0] and "Completed 6" in static[0] and "Failed 1" in static[0]
-    snap = json.loads(stream(kernel.run("print(json.dumps(shown.snapshot))"), "stdout"))
-    assert snap["final"] and snap["run"]["name"] == name and len(snap["graph"]["nodes"]) == 7
+    assert len(static) == 1 and "Completed 6" in static[0] and "Failed 1" in static[0]
+    snap = saved_snapshot(kernel, name)
+    assert snap["final"] and len(snap["graph"]["nodes"]) == 7
 
 
 def test_monitoring_an_unknown_run_is_one_clear_error(kernel: NotebookKernel) -> None:
-    cell = kernel.run("_widget.monitor('no-such-run')")
+    cell = kernel.run("nbflow.monitor('no-such-run')")
     errors = [o for o in cell.outputs if o["output_type"] == "error"]
     assert errors and errors[0]["ename"] == "RunNotFoundError" and "no-such-run" in errors[0]["evalue"]

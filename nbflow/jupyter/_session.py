@@ -187,7 +187,7 @@ class NotebookSession:
         # background thread starts belong to no cell; they print as they would anywhere.
         if threading.current_thread() is not threading.main_thread():
             return
-        show = bool(runtime.settings.monitor_enabled) and not _monitor_suppressed()
+        show = bool(runtime.settings.monitor_enabled) and not _suppressed.get()
         console = runtime.console
         output = RunOutput(run.id, console.level, quiet=show) if console is not None else None
         tree = _Tree(RecentRun(run), output, runtime)
@@ -243,14 +243,6 @@ def no_monitor() -> Iterator[None]:
         yield
     finally:
         _suppressed.reset(token)
-
-
-def _monitor_suppressed() -> bool:
-    if _suppressed.get():
-        return True
-    widget = sys.modules.get("nbflow.jupyter._widget")  # its own no_monitor(), if the user took that one
-    flag = getattr(widget, "_suppressed", None)
-    return bool(flag is not None and flag.get())
 
 
 def _show_monitor(runtime: Runtime, run: FlowRun) -> Any:

@@ -12,26 +12,25 @@ Imported lazily (it imports IPython, ipywidgets and anywidget); ``import nbflow`
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import functools
 import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import anywidget
 import traitlets
 
-from nbflow._events import Event, EventBus, RunCreated
+from nbflow._events import Event, EventBus
 from nbflow._runs import FlowRun
 from nbflow.exceptions import NbflowError
 from nbflow.jupyter._monitor_model import WIRE_LOG_LIMIT, MonitorModel
 from nbflow.jupyter._static import PALETTE, render_html, render_text
 
-__all__ = ["RunMonitor", "auto_monitor", "monitor", "monitor_for", "no_monitor", "show_run"]
+__all__ = ["RunMonitor", "monitor"]
 
 STATIC = Path(__file__).parent / "static"
 _BUNDLE_HELP = (
@@ -332,56 +331,9 @@ class RunMonitor(anywidget.AnyWidget):  # type: ignore[misc]
             self._send_graphviz()
 
 
-# --- showing monitors for runs started in the notebook ------------------------------------------
+# --- showing a monitor by hand (the notebook session shows one for each run a cell starts) -----
 
 _monitors: weakref.WeakValueDictionary[str, RunMonitor] = weakref.WeakValueDictionary()
-
-
-def monitor_for(flow_run_id: str) -> RunMonitor | None:
-    """The latest monitor of a flow run in this kernel, if one is alive (to show it again)."""
-    return _monitors.get(flow_run_id)
-
-
-_suppressed: contextvars.ContextVar[bool] = contextvars.ContextVar("nbflow_no_monitor", default=False)
-
-
-@contextlib.contextmanager
-def no_monitor() -> Iterator[None]:
-    """Flow runs started in this block show no monitor (``%%flow --no-monitor``)."""
-    token = _suppressed.set(True)
-    try:
-        yield
-    finally:
-        _suppressed.reset(token)
-
-
-def auto_monitor(bus: EventBus, *, enabled: Callable[[], bool] = lambda: True) -> Callable[[], None]:
-    """Show a monitor under the cell for every top-level flow run started in the kernel's main thread.
-
-    A bus subscriber: ``RunCreated`` of a flow run comes first, before any of its other events, so
-    the monitor sees the whole run. Returns a function that stops it. Runs started in other threads
-    (a background worker, a served deployment) get no automatic monitor; ``show_run`` shows one.
-    """
-
-    def subscriber(event: Event) -> None:
-        if event.__class__ is not RunCreated:
-            return
-        run = event.run  # type: ignore[union-attr]
-        if run.__class__ is not FlowRun or run.parent_flow_run_id is not None:  # type: ignore[union-attr]
-            return
-        if _suppressed.get() or threading.current_thread() is not threading.main_thread() or not enabled():
-            return
-        try:
-            RunMonitor.attach(bus, run, show=True)  # type: ignore[arg-type]
-        except NbflowError as exc:  # the bundle is missing: say so once, run without a monitor
-            _warn_once(str(exc))
-
-    return bus.subscribe(subscriber)
-
-
-def show_run(bus: EventBus, flow_run: FlowRun) -> RunMonitor:
-    """A live monitor of a run of this process, from now on (earlier task runs are not replayed)."""
-    return RunMonitor.attach(bus, flow_run, show=True)
 
 
 def monitor(run: FlowRun | str) -> RunMonitor:
@@ -433,14 +385,3 @@ def monitor(run: FlowRun | str) -> RunMonitor:
             follower.poll(conn)
 
     return RunMonitor.from_model(model, show=True, live=not follower.finished, poll=poll)
-
-
-_warned: set[str] = set()
-
-
-def _warn_once(message: str) -> None:
-    if message not in _warned:
-        _warned.add(message)
-        import warnings
-
-        warnings.warn(message, stacklevel=3)
