@@ -4,8 +4,9 @@ The hot path (every task run emits about five events) only appends the event to 
 are live, so anything that can still change when the event is written later is copied at emit time;
 what cannot (ids, names, states, which are immutable) is read by the writer thread. The thread wakes
 every ``BATCH_SECONDS`` while events arrive, writes everything queued in one ``BEGIN IMMEDIATE``
-transaction with ``executemany`` (SQLite works without the GIL, so the engine keeps running), and
-sleeps until the next event, or the next heartbeat, when there is nothing to do.
+transaction of multi-row statements (SQLite works without the GIL, so the engine keeps running), and
+sleeps until the next event, or the next heartbeat, when there is nothing to do. One row per task run
+(its states in a ``history`` column) and one per log line: that is the whole cost of a task.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from nbflow._events import EdgeAdded, LogEmitted, RunCreated, StateChanged
 from nbflow._runs import FlowRun, TaskRun
 from nbflow._states import FINAL_TYPES, StateType
 from nbflow._store import db
-from nbflow._store.processes import own_start_time
 from nbflow._store.history import DEFAULT_NAME, PLAIN, history_entry
+from nbflow._store.processes import own_start_time
 from nbflow._store.render import pickle_parameters, render_parameters
 
 __all__ = ["Writer", "BATCH_SECONDS"]
