@@ -114,6 +114,16 @@ class TaskOptions(_RunOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.cache_policy is not None:
+            from nbflow.cache_policies import CachePolicy  # only tasks that set a policy pay for it
+
+            if not isinstance(self.cache_policy, CachePolicy):
+                raise TypeError(
+                    f"cache_policy must be a policy from nbflow.cache_policies (INPUTS, DEFAULT, "
+                    f"INPUTS - 'arg', ...) or a CachePolicy subclass instance, got {self.cache_policy!r}"
+                )
+        if self.cache_key_fn is not None and not callable(self.cache_key_fn):
+            raise TypeError(f"cache_key_fn must be a function (context, parameters) -> str, got {self.cache_key_fn!r}")
         tags = (self.tags,) if isinstance(self.tags, str) else tuple(self.tags)
         if not all(isinstance(t, str) for t in tags):
             raise TypeError(f"tags must be strings, got {self.tags!r}")

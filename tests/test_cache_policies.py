@@ -196,18 +196,11 @@ def test_custom_policy_subclass_with_prefect_signature(h):
     assert calls == ["apple", "banana"]
 
 
-def test_a_policy_that_is_not_a_policy_warns_and_runs(h):
-    @task(cache_policy="inputs")
-    def step(x):
-        return x
-
-    @flow
-    def pipeline():
-        return step(1), step(1)
-
-    assert pipeline() == (1, 1)
-    assert h.final_states("step") == ["Completed", "Completed"]
-    assert len(h.warnings()) == 1 and "cache_policy must be a policy from nbflow.cache_policies" in h.warnings()[0]
+def test_a_policy_that_is_not_a_policy_is_refused_when_the_task_is_defined():
+    with pytest.raises(TypeError, match="cache_policy must be a policy from nbflow.cache_policies"):
+        @task(cache_policy="inputs")
+        def step(x):
+            return x
 
 
 # --- source-aware keys: code as a notebook defines it, cell by cell ---------------------------------

@@ -253,6 +253,8 @@ def test_with_options_and_unknown_options(harness):
         task(retires=3)(lambda: None)
     with pytest.raises(ValueError, match="retries must be a whole number >= 0"):
         task(retries=-1)(lambda: None)
+    with pytest.raises(TypeError, match="cache_policy must be a policy from nbflow.cache_policies"):
+        task(cache_policy="inputs")(lambda: None)
 
 
 def test_task_run_name_template(harness):
