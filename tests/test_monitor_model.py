@@ -16,8 +16,9 @@ from nbflow._events import EdgeAdded, LogEmitted, RunCreated, StateChanged
 from nbflow._runs import FlowRun, TaskRun
 from nbflow._runtime import Runtime, use_runtime
 from nbflow._settings import Settings
-from nbflow._states import Completed, Pending, Running
+from nbflow._states import Completed, Pending, Running, State, StateType
 from nbflow.jupyter._monitor_model import LOG_LIMIT, MonitorModel
+from nbflow.jupyter._monitor_records import RunRecord
 
 
 class Monitors:
@@ -324,12 +325,14 @@ def test_runs_of_other_flows_on_the_same_bus_are_not_shown(monitors: Monitors) -
 
 def test_an_edge_announced_before_its_runs_appears_once_they_do() -> None:
     model = MonitorModel("root")
-    model.run_created("root", "flow", "stored-run", flow_run_id=None, key="etl")
-    model.edge_added("a", "b")
+    model.feed(RunCreated(RunRecord("root", "flow", "stored-run", flow_name="etl")))
+    model.feed(EdgeAdded("root", "a", "b"))
     assert model.snapshot()["graph"]["edges"] == []
-    model.run_created("a", "task", "a", flow_run_id="root", key="mod.a")
-    model.run_created("b", "task", "b", flow_run_id="root", key="mod.b")
-    model.state_changed("b", "Cached", "COMPLETED", 5.0, cache_key="k" * 64)
+    model.feed(RunCreated(RunRecord("a", "task", "a", task_key="mod.a", task_name="a", flow_run_id="root")))
+    b = RunRecord("b", "task", "b", task_key="mod.b", task_name="b", flow_run_id="root",
+                  state=State(StateType.COMPLETED, "Cached", timestamp=5.0), cache_key="k" * 64)
+    model.feed(RunCreated(b))
+    model.feed(StateChanged(b, b.state))
 
     snap = model.snapshot(final=True)
     assert snap["graph"]["edges"] == [["a", "b"]]

@@ -1,8 +1,9 @@
 """Feed a ``MonitorModel`` from the run store: a run of another process, or one that ended long ago.
 
 ``StoreFollower.poll`` reads what changed since its last call (new runs, changed states, new log
-lines, new edges) and feeds it to the model through its plain-value API, so the same follower
-replays a finished run in one call and follows a running one when called again and again.
+lines, new edges) and feeds it to the model as the run events a live run would have sent, with
+``RunRecord``s standing in for the engine's run records. So the same follower replays a finished
+run in one call and follows a running one when called again and again.
 
 Pure: SQLite and the model only, no Jupyter imports.
 """
@@ -12,8 +13,11 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from nbflow._events import EdgeAdded, LogEmitted, RunCreated, StateChanged
+from nbflow._states import State, StateType
 from nbflow._store import reader
 from nbflow.jupyter._monitor_model import MonitorModel
+from nbflow.jupyter._monitor_records import RunRecord
 
 __all__ = ["StoreFollower", "load_model"]
 
@@ -25,6 +29,7 @@ class StoreFollower:
 
     def __init__(self, model: MonitorModel) -> None:
         self.model = model
+        self._records: dict[str, RunRecord] = {}
         self._states: dict[str, Any] = {}  # run id -> state timestamp already fed
         self._flows: list[str] = [model.flow_run_id]
         self._log_after: dict[str, int] = {}
@@ -56,12 +61,12 @@ class StoreFollower:
             events.sort(key=lambda e: (e[0], e[1]))
             for _t, kind, args, kwargs in events:
                 if kind == 0:
-                    model.state_changed(*args, **kwargs)
+                    self._state_changed(*args, **kwargs)
                 else:
-                    model.log_emitted(*args)
+                    self._log_emitted(*args)
             pairs = reader.edges(conn, flow_run_id)
             for upstream, downstream in pairs[self._edges_seen.get(flow_run_id, 0):]:
-                model.edge_added(upstream, downstream)
+                model.feed(EdgeAdded(model.flow_run_id, upstream, downstream))
             self._edges_seen[flow_run_id] = len(pairs)
             if i == 0:
                 self.finished = row["state_type"] in _FINAL
@@ -72,8 +77,8 @@ class StoreFollower:
         run_id = row["id"]
         seen = self._states.get(run_id)
         if seen is None:
-            self.model.run_created(run_id, kind, row["name"], flow_run_id=parent, key=key, label=label,
-                                   start=row["start_time"])
+            self._run_created(run_id, kind, row["name"], flow_run_id=parent, key=key, label=label,
+                              start=row["start_time"])
         if seen == row["state_timestamp"]:
             return
         self._states[run_id] = row["state_timestamp"]
@@ -91,6 +96,43 @@ class StoreFollower:
                 "start": row["start_time"] if last else None,
                 "end": row["end_time"] if last and type_ in _FINAL else None,
             }))
+
+
+    # --- rows as run events -----------------------------------------------------------------------
+    def _run_created(self, run_id: str, kind: str, name: str, *, flow_run_id: str | None, key: str,
+                     label: str, start: float | None) -> None:
+        """A run exists. ``kind`` is ``"task"`` or ``"flow"``; for a flow, ``flow_run_id`` is its parent."""
+        if kind == "task":
+            record = RunRecord(run_id, kind, name, task_key=key or label or name, task_name=label or key or name,
+                               flow_run_id=flow_run_id, start_time=start)
+        else:
+            record = RunRecord(run_id, kind, name, flow_name=key or label or name, parent_flow_run_id=flow_run_id,
+                               start_time=start)
+        self._records[run_id] = record
+        self.model.feed(RunCreated(record))  # type: ignore[arg-type]
+
+    def _state_changed(self, run_id: str, name: str, type: str, timestamp: float, *, message: str | None,
+                       attempts: int | None, cache_key: str | None, start: float | None, end: float | None) -> None:
+        """A run entered a state (a failure's stored traceback text stands in for its exception)."""
+        record = self._records.get(run_id)
+        if record is None:
+            return
+        state = State(StateType(type), name, message, timestamp=timestamp)
+        record.state = state
+        if attempts is not None:
+            record.run_count = attempts
+        if cache_key is not None:
+            record.cache_key = cache_key
+        if start is not None or (type == "RUNNING" and record.start_time is None):
+            record.start_time = start or timestamp
+        if end is not None or type in _FINAL:
+            record.end_time = end or timestamp
+        self.model.feed(StateChanged(record, state))  # type: ignore[arg-type]
+
+    def _log_emitted(self, run_id: str, level: int, message: str, timestamp: float, logger: str) -> None:
+        record = self._records.get(run_id)
+        if record is not None:
+            self.model.feed(LogEmitted(record, level, message, timestamp, logger))  # type: ignore[arg-type]
 
 
 def load_model(conn: sqlite3.Connection, ref: str) -> tuple[MonitorModel, StoreFollower]:

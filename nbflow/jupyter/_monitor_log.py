@@ -1,0 +1,133 @@
+"""The monitor's state log (timestamped transitions and log lines, bounded) and each run's own lines.
+
+The state log is what the panel under the graph shows: the latest ``LOG_LIMIT`` entries, one line
+each, numbered so that a keyframe and a delta never show a line twice. A burst of lines between two
+messages sends only its last ``WIRE_LOG_LIMIT`` entries and a count of the ones skipped; the run
+store keeps them all. Each run also keeps its own recent lines for its detail panel.
+
+Pure: no Jupyter imports. Not thread-safe by itself: ``MonitorModel`` calls it under its lock.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from nbflow._events import Event, LogEmitted, StateChanged
+from nbflow.jupyter._monitor_records import WIRE_TEXT_LIMIT
+
+__all__ = ["LOG_LIMIT", "RUN_LOG_LIMIT", "WIRE_LOG_LIMIT", "QUIET", "BAD", "StateLog"]
+
+LOG_LIMIT = 500
+"""State log entries kept (oldest dropped): the monitor shows what goes on; the run store keeps all."""
+
+RUN_LOG_LIMIT = 200
+"""Log lines kept per run for the detail panel."""
+
+WIRE_LOG_LIMIT = 60
+"""State log entries per live message; a burst beyond that is sent as a count of skipped lines."""
+
+QUIET = frozenset({"PENDING", "SCHEDULED"})
+"""State types whose transitions are not worth a state log line."""
+
+BAD = frozenset({"FAILED", "CRASHED", "CANCELLED"})
+"""State types shown in red."""
+
+_ENGINE_LOGGER = "nbflow.engine"
+
+Entry = list[Any]
+"""``[number, timestamp, run id, run name, "state" | "log", level, text]`` (protocol.ts: LogEntry)."""
+
+
+class StateLog:
+    """The bounded state log of one monitor, and the recent log lines of each run it shows."""
+
+    def __init__(self, limit: int = LOG_LIMIT) -> None:
+        self._entries: deque[Entry] = deque(maxlen=limit)
+        self._n = 0
+        self._new: deque[Entry] = deque(maxlen=WIRE_LOG_LIMIT)  # not sent yet
+        self._new_total = 0  # entries not sent yet, the ones ``_new`` could not keep included
+        self._run_lines: dict[str, list[tuple[float, int, str]]] = {}
+
+    # --- adding -----------------------------------------------------------------------------------
+    def keep_run_lines(self, logs: list[LogEmitted], owns: Callable[[str], bool]) -> None:
+        """Keep each run's own lines, warnings and errors for its detail panel.
+
+        The engine's routine lines ("Finished in state ...") are in the state log already.
+        """
+        for event in logs:
+            if event.logger != _ENGINE_LOGGER or event.level >= 30:
+                run_id = event.run.id
+                if owns(run_id):
+                    lines = self._run_lines.setdefault(run_id, [])
+                    lines.append((event.timestamp, event.level, event.message))
+                    if len(lines) > RUN_LOG_LIMIT + RUN_LOG_LIMIT // 2:  # trim in batches: amortised O(1)
+                        del lines[: len(lines) - RUN_LOG_LIMIT]
+
+    def add_tail(self, batch: list[Event], classes: list[type], shown: int, owns: Callable[[str], bool]) -> None:
+        """Entries for the batch's last lines; earlier lines of a burst are only counted.
+
+        ``shown``: how many events of the batch would make an entry (log lines and transitions
+        that are not ``QUIET``), of any flow run on the bus; ``owns`` picks this monitor's.
+        """
+        limit = self._entries.maxlen or LOG_LIMIT
+        picked: list[Any] = []
+        for i in range(len(batch) - 1, -1, -1):
+            cls = classes[i]
+            if cls is LogEmitted or (cls is StateChanged and batch[i].state.type not in QUIET):  # type: ignore[union-attr]
+                if owns(batch[i].run.id):  # type: ignore[union-attr]
+                    picked.append(batch[i])
+                    if len(picked) >= limit:
+                        break
+        n = self._n + shown - len(picked)
+        self._n += shown
+        self._new_total += shown - len(picked)
+        for event in reversed(picked):
+            n += 1
+            if event.__class__ is StateChanged:
+                state = event.state
+                text = f"→ {state.name}: {state.message}" if state.message else f"→ {state.name}"
+                self._add(n, state.timestamp, event.run, "state", 40 if state.type in BAD else 20, text)
+            else:
+                self._add(n, event.timestamp, event.run, "log", event.level, event.message)
+
+    def _add(self, n: int, timestamp: float, run: Any, kind: str, level: int, text: str) -> None:
+        # One line per entry: a traceback in a log line is read in the run's detail panel.
+        cut = text.find("\n")
+        if cut != -1:
+            text = text[:cut] + " …"
+        if len(text) > WIRE_TEXT_LIMIT:
+            text = text[: WIRE_TEXT_LIMIT - 1] + "…"
+        entry = [n, round(timestamp, 3), run.id, run.name, kind, level, text]
+        self._entries.append(entry)
+        self._new.append(entry)
+        self._new_total += 1
+
+    # --- reading ----------------------------------------------------------------------------------
+    @property
+    def unsent(self) -> int:
+        """Entries added since the last take, skipped ones included."""
+        return self._new_total
+
+    def take_new(self) -> tuple[list[Entry], int]:
+        """The entries added since the last take (at most ``WIRE_LOG_LIMIT``) and how many were skipped."""
+        entries, total = list(self._new), self._new_total
+        self._new.clear()
+        self._new_total = 0
+        return entries, total - len(entries)
+
+    def take_latest(self, count: int) -> tuple[list[Entry], int]:
+        """The latest ``count`` entries, for a full picture; also counts as a take of the new ones.
+
+        Returns them with the number of new entries they cannot show (skipped).
+        """
+        entries = list(self._entries)[-count:] if count else []
+        skipped = max(0, self._new_total - len(entries))
+        self._new.clear()
+        self._new_total = 0
+        return entries, skipped
+
+    def run_lines(self, run_id: str, count: int) -> list[list[Any]]:
+        """The latest ``count`` lines of one run: ``[timestamp, level, message]``."""
+        return [list(line) for line in self._run_lines.get(run_id, [])[-count:]]
