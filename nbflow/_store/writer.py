@@ -175,13 +175,8 @@ class Writer:
         try:
             while True:
                 self._idle = False
-                batch = []
-                popleft = queue.popleft
-                try:
-                    for _ in range(MAX_BATCH):
-                        batch.append(popleft())
-                except IndexError:
-                    pass
+                popleft = queue.popleft  # only this thread pops, so len() is a floor
+                batch = [popleft() for _ in range(min(len(queue), MAX_BATCH))]
                 if batch:
                     self._write(conn, batch)
                     dirty = True
