@@ -195,11 +195,14 @@ def run() -> list[dict[str, Any]]:
         o = _job("overhead", root / "overhead", n=N, repeats=REPEATS)
         for name, label in (("chain", f"{N:,}-task chain"), ("fan", f"{N:,} submitted tasks")):
             on, off = o[f"on_{name}_per_task"], o[f"off_{name}_per_task"]
+            best = o[f"on_{name}_best_per_task"] / o[f"off_{name}_best_per_task"]
+            cpu_on, cpu_off = o[f"on_{name}_cpu_per_task"], o[f"off_{name}_cpu_per_task"]
             rows.append({
                 "workload": f"store on / store off, per-task time, {label}", "unit": "×",
                 "nbflow": round(on / off, 2), "target": "≤ 1.3", "target_max": 1.3,
                 "note": f"{on * 1e6:.1f} µs/task with the store, {off * 1e6:.1f} µs/task without "
-                        f"(median of {REPEATS}, interleaved, minus an empty flow)",
+                        f"(median of {REPEATS}, interleaved, minus an empty flow); fastest runs: {best:.2f}×; "
+                        f"CPU of all threads: {cpu_on * 1e6:.1f} vs {cpu_off * 1e6:.1f} µs/task ({cpu_on / cpu_off:.2f}×)",
             })
         big = _job("big", root / "big-on", n=BIG, store=True)
         base = _job("big", root / "big-off", n=BIG, store=False)
