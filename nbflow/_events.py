@@ -16,7 +16,7 @@ from typing import Union
 from nbflow._runs import FlowRun, TaskRun
 from nbflow._states import State
 
-__all__ = ["RunCreated", "StateChanged", "LogEmitted", "EdgeAdded", "Event", "EventBus", "Subscriber"]
+__all__ = ["RunCreated", "StateChanged", "LogEmitted", "EdgeAdded", "FlowRunFinished", "Event", "EventBus", "Subscriber"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +54,17 @@ class EdgeAdded:
     downstream_id: str
 
 
-Event = Union[RunCreated, StateChanged, LogEmitted, EdgeAdded]
+@dataclass(frozen=True, slots=True)
+class FlowRunFinished:
+    """The last event of a flow run: its final state, hooks and closing log line came before.
+
+    Subscribers that buffer (the run store, a monitor) flush on it.
+    """
+
+    run: FlowRun
+
+
+Event = Union[RunCreated, StateChanged, LogEmitted, EdgeAdded, FlowRunFinished]
 Subscriber = Callable[[Event], None]
 
 

@@ -11,7 +11,7 @@ from typing import Any, Generic, TypeVar, overload
 from nbflow import _states as states
 from nbflow._context import FlowRunContext, current, flow_context
 from nbflow._engine import Call, Lifecycle, Outcome, Sleep, adrive, cancellations, drive
-from nbflow._events import RunCreated
+from nbflow._events import FlowRunFinished, RunCreated
 from nbflow._logging import format_user_traceback, log, print_redirect
 from nbflow._names import format_run_name, generate_run_name
 from nbflow._options import FlowOptions, build_options, jittered, replace_options, retry_delays
@@ -221,6 +221,7 @@ def _finish(flow: Flow, flow_run: FlowRun, runtime: Runtime, state: State, hooks
     if hooks:
         run_hooks(runtime, hooks, (flow, flow_run, state), flow_run)
     log(runtime.bus, flow_run, logging.INFO, f"Finished in state {state!r}", runtime.clock.now())
+    runtime.bus.emit(FlowRunFinished(flow_run))
     return state
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from nbflow._context import FlowRunContext, current
-from nbflow._events import EdgeAdded, LogEmitted, RunCreated, StateChanged
+from nbflow._events import EdgeAdded, FlowRunFinished, LogEmitted, RunCreated, StateChanged
 from nbflow._runs import FlowRun, TaskRun
 from nbflow._states import FINAL_TYPES, StateType
 from nbflow._store import db
@@ -99,13 +99,12 @@ class Writer:
             if run.__class__ is FlowRun and event.state.type is _RUNNING and run.run_count == 0:
                 self._flow_started(run)
         elif cls is LogEmitted:
-            if event.run.__class__ is FlowRun and _ends_root_run(event):
-                if event.level >= self.level:
-                    self._append(event)
-                self.flush()  # the caller of the flow sees its run committed when the call returns
-                return
             if event.level < self.level:
                 return
+        elif cls is FlowRunFinished:
+            if event.run.parent_flow_run_id is None:
+                self.flush()  # the caller of the flow sees its run committed when the call returns
+            return
         elif cls is RunCreated and event.run.__class__ is FlowRun:
             event = _FlowCreated(event.run)
         self._append(event)
@@ -249,18 +248,6 @@ def _after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
-
-
-def _ends_root_run(event: LogEmitted) -> bool:
-    """The engine's last line of a top-level flow run ("Finished in state ..."), after its hooks ran."""
-    run = event.run
-    return (
-        run.parent_flow_run_id is None  # type: ignore[union-attr]
-        and event.logger == "nbflow.engine"
-        and event.message.startswith("Finished in state")
-        and run.state is not None
-        and run.state.is_final()
-    )
 
 
 _INSERT_FLOW = (
