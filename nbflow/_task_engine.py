@@ -132,34 +132,32 @@ def task_lifecycle(
     """Generator: the whole life of ``task_run``; yields ``Call``/``Sleep`` effects to its driver."""
     runtime = ctx.runtime
     bus, clock, options = runtime.bus, runtime.clock, task.options
-    for future in upstream:
-        future.wait()
-        if not future.state.is_completed():
-            return _finish(task, ctx, task_run, _not_ready(future, clock.now()))
-    if upstream:
-        parameters = {k: _resolve(v) for k, v in parameters.items()}
-
-    cache = runtime.cache
-    if cache is not None:
-        hit = cache.lookup(task, task_run, parameters, ctx)
-        if hit is not None:
-            return _finish(task, ctx, task_run, hit)
-
-    limits = runtime.limits
-    slots = limits.task_slots(task_run, ctx) if limits is not None and task_run.tags else None
-    if slots is not None:
-        while (wait := slots.attempt()) is not None:  # an async run on a loop waits without blocking it
-            yield Sleep(wait)
-    log_prints = options.log_prints if options.log_prints is not None else ctx.log_prints
-    token = current.set(TaskRunContext(ctx, task, task_run, log_prints))
-    redirect = print_redirect() if log_prints else None
-    if redirect is not None:
-        redirect.__enter__()
-    task_run.start_time = now = clock.now()
-    set_state(bus, task_run, State(states.StateType.RUNNING, timestamp=now))
-    delays = retry_delays(options) if options.retries else ()
-    args, kwargs = task.call_arguments(parameters)
-    try:
+    cache, limits = runtime.cache, runtime.limits
+    slots = token = redirect = None
+    try:  # from here on, whatever happens, the task run ends in a final state
+        for future in upstream:
+            future.wait()
+            if not future.state.is_completed():
+                return _finish(task, ctx, task_run, _not_ready(future, clock.now()))
+        if upstream:
+            parameters = {k: _resolve(v) for k, v in parameters.items()}
+        if cache is not None:
+            hit = cache.lookup(task, task_run, parameters, ctx)
+            if hit is not None:
+                return _finish(task, ctx, task_run, hit)
+        if limits is not None and task_run.tags:
+            slots = limits.task_slots(task_run, ctx)
+            while (wait := slots.attempt()) is not None:  # an async run on a loop waits without blocking it
+                yield Sleep(wait)
+        log_prints = options.log_prints if options.log_prints is not None else ctx.log_prints
+        token = current.set(TaskRunContext(ctx, task, task_run, log_prints))
+        if log_prints:
+            redirect = print_redirect()
+            redirect.__enter__()
+        task_run.start_time = now = clock.now()
+        set_state(bus, task_run, State(states.StateType.RUNNING, timestamp=now))
+        delays = retry_delays(options) if options.retries else ()
+        args, kwargs = task.call_arguments(parameters)
         while True:
             task_run.run_count += 1
             outcome: Outcome = yield Call(task.fn, args, kwargs, options.timeout_seconds)
@@ -185,7 +183,8 @@ def task_lifecycle(
     finally:
         if redirect is not None:
             redirect.__exit__(None, None, None)
-        current.reset(token)
+        if token is not None:
+            current.reset(token)
         if slots is not None:
             slots.__exit__(None, None, None)
     if state.is_failed() and state.name == "Failed":

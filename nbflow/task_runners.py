@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from queue import SimpleQueue
 from typing import Any, Protocol
@@ -14,6 +15,8 @@ from nbflow._states import State
 from nbflow.futures import NbflowFuture
 
 __all__ = ["TaskRunner", "ThreadPoolTaskRunner"]
+
+CANCEL_GRACE_SECONDS = 2.0  # how long a cancelled flow run waits for its interrupted tasks to stop
 
 
 class TaskRunner(Protocol):
@@ -160,13 +163,17 @@ class _Pool:
         for job in self._jobs:  # also sees jobs that tasks submit while we wait
             job.wait()
 
-    def cancel_all(self) -> None:
-        """Cancel jobs that have not started; interrupt the ones that are running."""
+    def cancel_all(self, grace: float = CANCEL_GRACE_SECONDS) -> None:
+        """Cancel jobs that have not started; interrupt the running ones and give them ``grace``
+        seconds to record how they ended (a thread stuck inside C may take longer: it is left)."""
         for job in self._jobs:
             job.cancel()
-        for job in self._jobs:
-            if job.thread is not None:
-                interrupt_thread(job.thread)
+        running = [job for job in self._jobs if job.thread is not None]
+        for job in running:
+            interrupt_thread(job.thread)  # type: ignore[arg-type]
+        deadline = time.monotonic() + grace
+        for job in running:
+            job.wait(max(0.0, deadline - time.monotonic()))
 
     def shutdown(self) -> None:
         for _ in self._threads:

@@ -75,3 +75,43 @@ def test_keyboard_interrupt_from_a_task_cancels_the_flow(harness):
         pipeline()
     assert cancelled == ["Cancelled"]
     assert harness.recorder.states("interrupted")[-1] == "Cancelled"
+
+
+WAITING_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from nbflow import flow, task
+    from nbflow.concurrency import limits
+
+    limits.create("db", 0)  # nothing may run: the task waits for a slot
+
+    @task(tags=["db"])
+    def guarded():
+        return 1
+
+    @flow
+    def pipeline():
+        future = guarded.submit()
+        print("READY", flush=True)
+        future.result()
+
+    try:
+        pipeline()
+    except KeyboardInterrupt:
+        sys.exit(7)
+    """
+)
+
+
+def test_interrupt_while_a_task_waits_for_a_slot_ends_it_cancelled(tmp_path):
+    env = {**os.environ, "NBFLOW_HOME": str(tmp_path / "home")}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WAITING_SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "READY"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 7, err
+    assert "Task run 'guarded' - Finished in state Cancelled('Task run was interrupted')" in err
