@@ -40,12 +40,18 @@ def cancellations() -> tuple[type[BaseException], ...]:
 
 
 class Call:
-    """Effect: call ``fn(*args, **kwargs)``, stopping after ``timeout`` seconds if given."""
+    """Effect: call ``fn(*args, **kwargs)``, stopping after ``timeout`` seconds if given.
 
-    __slots__ = ("fn", "args", "kwargs", "timeout")
+    ``is_async`` says whether ``fn`` is an ``async def`` (known once per task, not looked up per call).
+    """
 
-    def __init__(self, fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any], timeout: float | None) -> None:
+    __slots__ = ("fn", "args", "kwargs", "timeout", "is_async")
+
+    def __init__(
+        self, fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any], timeout: float | None, is_async: bool | None = None
+    ) -> None:
         self.fn, self.args, self.kwargs, self.timeout = fn, args, kwargs, timeout
+        self.is_async = inspect.iscoroutinefunction(fn) if is_async is None else is_async
 
 
 class Sleep:
@@ -120,7 +126,7 @@ async def adrive(lifecycle: Lifecycle, clock: Clock) -> Any:
 def _call(call: Call, loop_thread: Any) -> Outcome:
     __tracebackhide__ = True
     fn = call.fn
-    if inspect.iscoroutinefunction(fn):
+    if call.is_async:
         return _call_coroutine_from_sync(call, loop_thread)
     if call.timeout is None:
         try:

@@ -141,7 +141,7 @@ def flow_lifecycle(
             ctx.task_runner = runner = template.duplicate()
             runner.__enter__()
             try:
-                outcome: Outcome = yield Call(flow.fn, args, kwargs, options.timeout_seconds)
+                outcome: Outcome = yield Call(flow.fn, args, kwargs, options.timeout_seconds, flow.isasync)
             except BaseException as exc:
                 runner.__exit__(type(exc), exc, None)
                 raise

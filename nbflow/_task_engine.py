@@ -160,7 +160,7 @@ def task_lifecycle(
         args, kwargs = task.call_arguments(parameters)
         while True:
             task_run.run_count += 1
-            outcome: Outcome = yield Call(task.fn, args, kwargs, options.timeout_seconds)
+            outcome: Outcome = yield Call(task.fn, args, kwargs, options.timeout_seconds, task.isasync)
             state = _outcome_state(task_run, outcome, options.timeout_seconds, clock.now())
             retry = task_run.run_count - 1
             if state.is_completed() or retry >= options.retries or not _should_retry(task, task_run, state, runtime):
