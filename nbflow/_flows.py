@@ -14,12 +14,12 @@ from nbflow._engine import Call, Lifecycle, Outcome, Sleep, adrive, cancellation
 from nbflow._events import FlowRunFinished, RunCreated
 from nbflow._logging import format_user_traceback, log, print_redirect
 from nbflow._names import format_run_name, generate_run_name
-from nbflow._options import FlowOptions, build_options, jittered, replace_options, retry_delays
+from nbflow._options import FlowOptions, build_options, replace_options, retry_delays
 from nbflow._parameters import ParameterValidator
 from nbflow._runs import FlowRun
 from nbflow._runtime import Runtime, get_runtime
 from nbflow._states import State
-from nbflow._task_engine import run_hooks, set_state
+from nbflow._task_engine import next_retry, run_hooks, set_state
 from nbflow.exceptions import CancelledRun, FlowRunTimeoutError
 from nbflow.futures import NbflowFuture
 from nbflow.task_runners import ThreadPoolTaskRunner
@@ -150,13 +150,9 @@ def flow_lifecycle(
             else:
                 runner.__exit__(None, None, None)  # wait for submitted task runs
             state = _outcome_state(flow_run, outcome, options.timeout_seconds, clock.now())
-            retry = flow_run.run_count - 1
-            if state.is_completed() or retry >= options.retries or not _should_retry(flow, flow_run, state, runtime):
+            delay = next_retry(flow, flow_run, state, runtime, delays)
+            if delay is None:
                 break
-            delay = jittered(delays[retry], options.retry_jitter_factor)
-            log(bus, flow_run, logging.WARNING, f"Encountered exception during execution: {state.data!r}", clock.now())
-            set_state(bus, flow_run, states.Retrying(f"Retry {retry + 1}/{options.retries} in {delay:.1f} seconds", timestamp=clock.now()))
-            log(bus, flow_run, logging.INFO, f"Retrying in {delay:.1f} seconds...", clock.now())
             yield Sleep(delay)
     except cancellations():
         state = states.Cancelled("Flow run was interrupted", data=CancelledRun("interrupted"), timestamp=clock.now())
@@ -202,17 +198,6 @@ def _return_value_state(value: Any, now: float) -> State:
             error = bad[0].result(raise_on_failure=False)
             return states.Failed(f"{len(bad)}/{len(finals)} states failed.", data=error, timestamp=now)
     return State(states.StateType.COMPLETED, data=value, timestamp=now)
-
-
-def _should_retry(flow: Flow, flow_run: FlowRun, state: State, runtime: Runtime) -> bool:
-    condition = flow.options.retry_condition_fn
-    if condition is None:
-        return True
-    try:
-        return bool(condition(flow, flow_run, state))
-    except Exception as exc:
-        log(runtime.bus, flow_run, logging.ERROR, f"retry_condition_fn raised {exc!r}; not retrying", state.timestamp)
-        return False
 
 
 def _finish(flow: Flow, flow_run: FlowRun, runtime: Runtime, state: State, hooks: tuple) -> State:

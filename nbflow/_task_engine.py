@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from nbflow import _states as states
@@ -20,7 +20,7 @@ from nbflow.futures import NbflowFuture
 if TYPE_CHECKING:
     from nbflow._tasks import Task
 
-__all__ = ["create_task_run", "task_lifecycle", "set_state", "run_hooks", "cancelled_state"]
+__all__ = ["create_task_run", "task_lifecycle", "set_state", "run_hooks", "cancelled_state", "next_retry"]
 
 _UNTRACKED = (type(None), bool)
 _CONTAINERS = (list, tuple, set, frozenset)
@@ -162,14 +162,9 @@ def task_lifecycle(
             task_run.run_count += 1
             outcome: Outcome = yield Call(task.fn, args, kwargs, options.timeout_seconds, task.isasync)
             state = _outcome_state(task_run, outcome, options.timeout_seconds, clock.now())
-            retry = task_run.run_count - 1
-            if state.is_completed() or retry >= options.retries or not _should_retry(task, task_run, state, runtime):
+            delay = next_retry(task, task_run, state, runtime, delays)
+            if delay is None:
                 break
-            delay = jittered(delays[retry], options.retry_jitter_factor)
-            log(bus, task_run, logging.WARNING, f"Encountered exception during execution: {state.data!r}", clock.now())
-            set_state(bus, task_run, states.Retrying(
-                f"Retry {retry + 1}/{options.retries} in {delay:.1f} seconds", timestamp=clock.now()))
-            log(bus, task_run, logging.INFO, f"Retrying in {delay:.1f} seconds...", clock.now())
             yield Sleep(delay)
     except cancellations() as exc:
         state = states.Cancelled("Task run was interrupted", data=CancelledRun("interrupted"), timestamp=clock.now())
@@ -206,15 +201,27 @@ def _outcome_state(task_run: TaskRun, outcome: Outcome, timeout: float | None, n
     return State(states.StateType.COMPLETED, data=outcome.value, timestamp=now)
 
 
-def _should_retry(task: Task, task_run: TaskRun, state: State, runtime: Any) -> bool:
-    condition = task.options.retry_condition_fn
-    if condition is None:
-        return True
-    try:
-        return bool(condition(task, task_run, state))
-    except Exception as exc:  # a broken condition must not hide the task's own failure
-        log(runtime.bus, task_run, logging.ERROR, f"retry_condition_fn raised {exc!r}; not retrying", state.timestamp)
-        return False
+def next_retry(owner: Any, run: FlowRun | TaskRun, state: State, runtime: Any, delays: Sequence[float]) -> float | None:
+    """After an attempt of a task or flow (``owner``) ended in ``state``: the delay before the next
+    attempt (announced with a ``Retrying`` state and log lines), or None when the run is over."""
+    options = owner.options
+    retry = run.run_count - 1
+    if state.is_completed() or retry >= options.retries:
+        return None
+    condition = options.retry_condition_fn
+    if condition is not None:
+        try:
+            if not condition(owner, run, state):
+                return None
+        except Exception as exc:  # a broken condition must not hide the run's own failure
+            log(runtime.bus, run, logging.ERROR, f"retry_condition_fn raised {exc!r}; not retrying", state.timestamp)
+            return None
+    bus, clock = runtime.bus, runtime.clock
+    delay = jittered(delays[retry], options.retry_jitter_factor)
+    log(bus, run, logging.WARNING, f"Encountered exception during execution: {state.data!r}", clock.now())
+    set_state(bus, run, states.Retrying(f"Retry {retry + 1}/{options.retries} in {delay:.1f} seconds", timestamp=clock.now()))
+    log(bus, run, logging.INFO, f"Retrying in {delay:.1f} seconds...", clock.now())
+    return delay
 
 
 def _not_ready(future: NbflowFuture, now: float) -> State:
