@@ -20,6 +20,9 @@ _EXPORTS = {
     "unmapped": "nbflow.utilities.annotations",
 }
 
+# Submodules reachable as attributes (`nbflow.runs.flow_runs()` after `import nbflow`), loaded on first use.
+_SUBMODULES = frozenset({"cache", "cache_policies", "concurrency", "exceptions", "futures", "runs", "states", "tasks"})
+
 __all__ = sorted([*_EXPORTS, "__version__", "load_ipython_extension", "unload_ipython_extension"])
 
 if TYPE_CHECKING:
@@ -33,6 +36,8 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"nbflow.{name}")  # the import binds it on the package too
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'nbflow' has no attribute {name!r}")

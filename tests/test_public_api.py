@@ -15,6 +15,11 @@ def test_public_names():
         assert getattr(nbflow, name) is not None
 
 
+def test_submodules_load_on_attribute_access():
+    code = "import nbflow; print(callable(nbflow.runs.flow_runs), callable(nbflow.cache.stats))"
+    assert subprocess.check_output([sys.executable, "-c", code], text=True).split() == ["True", "True"]
+
+
 def test_prefect_style_import_locations():
     from nbflow.futures import as_completed, wait  # noqa: F401
     from nbflow.states import Cached, Completed, Failed  # noqa: F401
