@@ -21,7 +21,7 @@ from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
-BUNDLE = ("monitor.js", "monitor.css", "graphviz.js")
+BUNDLE = ("loader.js", "monitor.js", "monitor.css", "graphviz.js")
 SOURCES = ("src", "package.json", "package-lock.json", "build.mjs")
 
 

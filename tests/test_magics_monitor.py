@@ -117,6 +117,21 @@ def test_a_thousand_task_run_keeps_the_notebook_small(kernel: NotebookKernel) ->
     assert growth < 150_000, f"one more 1,000-task run grew the saved notebook by {growth} bytes"
 
 
+def test_a_saved_notebook_keeps_the_monitors_front_end_once(kernel: NotebookKernel) -> None:
+    """anywidget saves a widget's front-end with each widget; monitors save a 1 kB loader instead."""
+    kernel.run("%%flow warm-up\ninc(0)")
+    before = kernel.notebook_bytes()
+    for n in range(3):
+        kernel.run(f"%%flow small-{n}\ninc({n})")
+    growth = (kernel.notebook_bytes() - before) / 3
+    models = kernel.nb.metadata["widgets"][STATE]["state"]
+    fronts = [model_id for model_id, m in models.items() if "esm" in m["state"]]
+    monitors = [m["state"] for m in models.values() if m["model_name"] == "AnyModel"]
+    assert len(fronts) == 1, "the front-end is saved once, whatever the number of monitors"
+    assert len(monitors) >= 4 and {m["assets"] for m in monitors} == {f"IPY_MODEL_{fronts[0]}"}
+    assert growth < 20_000, f"a monitor of a two-task run adds {growth:.0f} bytes to the saved notebook"
+
+
 def test_the_monitor_setting_turns_every_monitor_off(tmp_path: Path) -> None:
     with NotebookKernel(tmp_path, env={"NBFLOW_MONITOR_ENABLED": "false"}) as k:
         k.run("%load_ext nbflow\nfrom nbflow import flow, task\n@task\ndef one():\n    return 1")

@@ -1,8 +1,9 @@
 """The live monitor in a real JupyterLab, seen by a real headless Chromium (Debian's, via Playwright).
 
-JupyterLab runs on 127.0.0.1 with a throw-away token, root dir, settings and NBFLOW_HOME. The test
-opens a notebook, runs a flow with a few slow tasks and one that fails, and watches the graph while
-the run goes on. Screenshots land in test-artifacts/ (mid-run and finished).
+JupyterLab runs on 127.0.0.1 with a throw-away token, root dir, settings and NBFLOW_HOME, and saves
+widget state in notebooks. One test opens a notebook, runs a flow with a few slow tasks and one that
+fails, and watches the graph while the run goes on; another saves a notebook, ends its kernel and
+opens it again. Screenshots land in test-artifacts/ (mid-run, finished, reopened).
 """
 
 from __future__ import annotations
@@ -66,6 +67,17 @@ def slow_etl(n=3):
 
 slow_etl(return_state=True).name"""
 
+QUICK = """\
+@task
+def double(x):
+    return 2 * x
+
+@flow(name="quick")
+def quick():
+    return double(double(1))
+
+quick()"""
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -76,15 +88,20 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A JupyterLab server of its own: loopback port, temporary token, root dir and settings."""
-    assert (STATIC / "monitor.js").exists(), "build the front-end first: cd extension && npm ci && npm run build"
+    built = all((STATIC / name).exists() for name in ("loader.js", "monitor.js", "monitor.css"))
+    assert built, "build the front-end first: cd extension && npm ci && npm run build"
     root = tmp_path_factory.mktemp("lab")
     settings = root / ".settings"
     notification = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     notification.parent.mkdir(parents=True)
     notification.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(SETUP), nbformat.v4.new_code_cell(FLOW)])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, root / "monitor.ipynb")
+    widgets = settings / "@jupyter-widgets" / "jupyterlab-manager" / "plugin.jupyterlab-settings"
+    widgets.parent.mkdir(parents=True)
+    widgets.write_text(json.dumps({"saveState": True}))  # as nbclient and nbconvert --execute always do
+    for name, cells in (("monitor.ipynb", [SETUP, FLOW]), ("reopen.ipynb", [SETUP, QUICK])):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, root / name)
     port, token = _free_port(), secrets.token_hex(16)
     env = {
         **os.environ,
@@ -111,7 +128,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("JupyterLab did not start:\n" + (root / "server.log").read_text()[-3000:]) from None
                 time.sleep(0.2)
-        yield {"url": f"{base}/lab/tree/monitor.ipynb?token={token}", "root": root}
+        yield {"url": f"{base}/lab/tree/monitor.ipynb?token={token}", "root": root, "base": base, "token": token}
     finally:
         server.terminate()
         try:
@@ -150,15 +167,27 @@ def _node_states(page: Any) -> list[tuple[str, str, str]]:
     )
 
 
-def test_graph_nodes_appear_and_change_colour_while_the_flow_runs(lab: dict[str, Any], page: Any) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.goto(lab["url"])
+def _run_all(page: Any, url: str) -> None:
+    page.goto(url)
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
     page.wait_for_selector("#jp-main-statusbar >> text=Idle", timeout=60_000)
     page.click(".jp-Notebook .jp-Cell >> nth=0")
     page.keyboard.press("Escape")
     page.click("text=Run", timeout=10_000)  # the menu
     page.click("text=Run All Cells")
+
+
+def _api(lab: dict[str, Any], path: str, method: str = "GET") -> Any:
+    request = urllib.request.Request(f"{lab['base']}/api/{path}", method=method,
+                                     headers={"Authorization": f"token {lab['token']}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        body = response.read()
+    return json.loads(body) if body else None
+
+
+def test_graph_nodes_appear_and_change_colour_while_the_flow_runs(lab: dict[str, Any], page: Any) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    _run_all(page, lab["url"])
 
     page.wait_for_selector(".nbf-node", timeout=30_000)
     seen: dict[str, list[tuple[str, str]]] = {}  # label -> the (state, fill) it went through
@@ -204,3 +233,33 @@ def test_graph_nodes_appear_and_change_colour_while_the_flow_runs(lab: dict[str,
     assert running_shot
     assert not [e for e in page.errors if "nbflow" in e.lower() or "nbf" in e.lower()], page.errors  # type: ignore[attr-defined]
 
+
+
+def test_a_reopened_notebook_shows_its_monitors_from_the_saved_widget_state(lab: dict[str, Any], page: Any) -> None:
+    """Each monitor saves only a small loader; the front-end is saved once for all of them."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = lab["root"] / "reopen.ipynb"
+    _run_all(page, f"{lab['base']}/lab/tree/reopen.ipynb?reset&token={lab['token']}")
+    page.wait_for_selector(".nbf-header .nbf-badge >> text=Completed", timeout=30_000)
+    page.keyboard.press("Control+s")
+    deadline = time.monotonic() + 30
+    while "application/vnd.jupyter.widget-state+json" not in path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    saved = json.loads(path.read_text())["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    monitors = [m["state"] for m in saved.values() if m["model_name"] == "AnyModel"]
+    assets = [m["state"] for m in saved.values() if "esm" in m["state"]]
+    assert len(monitors) == 1 and len(monitors[0]["_esm"]) < 2_000 and len(assets) == 1
+    page.goto("about:blank")
+    for session in _api(lab, "sessions"):  # end the kernel: nothing of the run is alive any more
+        if session["path"].endswith("reopen.ipynb"):
+            _api(lab, f"sessions/{session['id']}", method="DELETE")
+
+    page.goto(f"{lab['base']}/lab/tree/reopen.ipynb?reset&token={lab['token']}")
+    page.wait_for_selector("#jp-main-statusbar >> text=Idle", timeout=60_000)  # a new kernel, no cell run
+    page.wait_for_selector(".nbf-node", timeout=30_000)
+    assert page.text_content(".nbf-header .nbf-badge") == "Completed"
+    assert sorted(label for label, _state, _fill in _node_states(page)) == ["double", "double-2"]
+    assert {state for _label, state, _fill in _node_states(page)} == {"Completed"}
+    assert not page.is_visible("[data-nbflow-static]")  # the live view stands in for the summary
+    page.locator(".nbf-monitor").screenshot(path=str(ARTIFACTS / "monitor-reopened.png"))
+    assert not [e for e in page.errors if "nbflow" in e.lower() or "nbf" in e.lower()], page.errors  # type: ignore[attr-defined]

@@ -1,4 +1,4 @@
-// The anywidget front-end of nbflow's RunMonitor (Python side: nbflow/jupyter/_widget.py).
+// The front-end of nbflow's RunMonitor (Python side: nbflow/jupyter/_widget.py), loaded by loader.ts.
 //
 // ``initialize`` runs once per widget model and keeps a Store fed with the kernel's messages, whether
 // or not a view is on screen; ``render`` draws a view of that store (a notebook may show several).
@@ -19,8 +19,9 @@ interface ModelLike {
 const STORES_KEY = "__nbflowMonitorStores";
 const GRAPHVIZ_KEY = "__nbflowGraphviz";
 
-// Each widget model imports this module afresh (anywidget loads ``_esm`` per model), so anything
-// shared between monitors lives on globalThis.
+// The loader (loader.ts) imports this module once per page and version and hands it every monitor;
+// what monitors share lives on globalThis all the same, so that pages with monitors of two nbflow
+// versions (two kernels) keep one set of stores and one Graphviz.
 const shared = globalThis as unknown as Record<string, any>;
 const stores: Map<string, Store> = (shared[STORES_KEY] ??= new Map());
 

@@ -4,7 +4,8 @@ Events reach ``MonitorModel`` on the engine's threads; a timer thread per live m
 changed as one custom message at most every ``interval`` seconds (a delta, or every few seconds a
 keyframe that lets a reloaded page catch up). When the run ends, the final picture goes into the
 synced ``snapshot`` trait (so a notebook saved with widget state shows it) and into a static HTML
-output next to the widget (for nbconvert, GitHub and notebooks reopened without widget state).
+output next to the widget (for nbconvert, GitHub and notebooks reopened without widget state). The
+front-end reaches the browser once per kernel, not once per monitor (see _assets.py).
 
 Imported lazily (it imports IPython, ipywidgets and anywidget); ``import nbflow`` never loads it.
 """
@@ -12,56 +13,31 @@ Imported lazily (it imports IPython, ipywidgets and anywidget); ``import nbflow`
 from __future__ import annotations
 
 import contextlib
-import functools
 import threading
 import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 import anywidget
 import traitlets
+from ipywidgets import widget_serialization
 
 from nbflow._events import Event, EventBus
 from nbflow._runs import FlowRun
 from nbflow.exceptions import NbflowError
+from nbflow.jupyter._assets import MonitorAssets, check_bundle, graphviz_source, loader_source, shared_assets
 from nbflow.jupyter._monitor_model import WIRE_LOG_LIMIT, MonitorModel
 from nbflow.jupyter._static import PALETTE, render_html, render_text
 
 __all__ = ["RunMonitor", "monitor"]
 
-STATIC = Path(__file__).parent / "static"
-_BUNDLE_HELP = (
-    "The monitor's front-end bundle is missing ({path}). From a source checkout build it with "
-    "`cd extension && npm ci && npm run build` (needs Node.js), or install nbflow from a wheel."
-)
 _WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 FINAL_LOG_ENTRIES = 200
 """State log entries kept in the final picture (it is saved in the notebook with the widget state)."""
 
-
 _graphviz_sent = False  # pushed to the front-end with the first monitor of this kernel process
-
-
-@functools.lru_cache(maxsize=1)
-def _graphviz_source() -> str | None:
-    """Graphviz compiled to WASM, as an ES module (about 800 kB). It travels as a custom message,
-    never as widget state: a saved notebook must not carry it (the front-end caches it per page,
-    and without it lays the graph out with its own simple layered layout)."""
-    path = STATIC / "graphviz.js"
-    return path.read_text(encoding="utf-8") if path.exists() else None
-
-
-def _esm() -> Any:
-    path = STATIC / "monitor.js"
-    return path if path.exists() else "export default { render({ el }) { el.textContent = 'nbflow monitor: front-end not built'; } };"
-
-
-def _css() -> Any:
-    path = STATIC / "monitor.css"
-    return path if path.exists() else ""
 
 
 class RunMonitor(anywidget.AnyWidget):  # type: ignore[misc]
@@ -71,8 +47,8 @@ class RunMonitor(anywidget.AnyWidget):  # type: ignore[misc]
     nothing), or ``RunMonitor.from_events(flow_run_id, events)`` for a recorded run.
     """
 
-    _esm = _esm()
-    _css = _css()
+    _esm = loader_source()  # the front-end itself comes once per kernel, with ``assets`` (see _assets.py)
+    assets = traitlets.Instance(MonitorAssets, allow_none=True).tag(sync=True, **widget_serialization)
     _uid = traitlets.Unicode("").tag(sync=True)
     snapshot = traitlets.Dict().tag(sync=True)
     """The last full picture sent as state: at creation, and the final one once the run ended."""
@@ -86,11 +62,11 @@ class RunMonitor(anywidget.AnyWidget):  # type: ignore[misc]
         keyframe_every: float = 3.0,
         finish_grace: float = 0.5,
     ) -> None:
-        if not (STATIC / "monitor.js").exists():
-            raise NbflowError(_BUNDLE_HELP.format(path=STATIC / "monitor.js"))
+        check_bundle()
         self._model = model
         finished = model.is_finished()
         super().__init__(
+            assets=shared_assets(),
             _uid=uuid.uuid4().hex,
             snapshot=model.snapshot(final=finished, log_entries=WIRE_LOG_LIMIT),
             palette=PALETTE,
@@ -317,7 +293,7 @@ class RunMonitor(anywidget.AnyWidget):  # type: ignore[misc]
         self.messages_sent += 1
 
     def _send_graphviz(self) -> None:
-        source = _graphviz_source()
+        source = graphviz_source()
         if source is not None and self.comm is not None:
             self.send({"kind": "graphviz", "source": source})
 
