@@ -3,7 +3,7 @@
 JupyterLab runs on 127.0.0.1 with a throw-away token, root dir, settings and NBFLOW_HOME, and saves
 widget state in notebooks. One test opens a notebook, runs a flow with a few slow tasks and one that
 fails, and watches the graph while the run goes on; another saves a notebook, ends its kernel and
-opens it again. Screenshots land in test-artifacts/ (mid-run, finished, reopened).
+opens it again; a third saves a notebook whose run ended after its last cell. Screenshots land in test-artifacts/ (mid-run, finished, reopened).
 """
 
 from __future__ import annotations
@@ -78,6 +78,25 @@ def quick():
 
 quick()"""
 
+BACKGROUND = """\
+import os, threading
+started = threading.Event()
+
+@task
+def nap():
+    started.set()
+    while not os.path.exists("bg.gate"):  # the test opens it once no cell runs any more
+        time.sleep(0.05)
+    return 1
+
+@flow(name="bg", flow_run_name="napping-in-the-background")
+def bg():
+    return nap()
+
+threading.Thread(target=bg).start()
+started.wait(30)
+nbflow.monitor("napping-in-the-background");"""
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -98,7 +117,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     widgets = settings / "@jupyter-widgets" / "jupyterlab-manager" / "plugin.jupyterlab-settings"
     widgets.parent.mkdir(parents=True)
     widgets.write_text(json.dumps({"saveState": True}))  # as nbclient and nbconvert --execute always do
-    for name, cells in (("monitor.ipynb", [SETUP, FLOW]), ("reopen.ipynb", [SETUP, QUICK])):
+    notebooks = {"monitor.ipynb": [SETUP, FLOW], "reopen.ipynb": [SETUP, QUICK],
+                 "background.ipynb": [SETUP + "\nimport nbflow", BACKGROUND]}
+    for name, cells in notebooks.items():
         nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nbformat.write(nb, root / name)
@@ -263,3 +284,25 @@ def test_a_reopened_notebook_shows_its_monitors_from_the_saved_widget_state(lab:
     assert not page.is_visible("[data-nbflow-static]")  # the live view stands in for the summary
     page.locator(".nbf-monitor").screenshot(path=str(ARTIFACTS / "monitor-reopened.png"))
     assert not [e for e in page.errors if "nbflow" in e.lower() or "nbf" in e.lower()], page.errors  # type: ignore[attr-defined]
+
+
+def test_a_run_that_ends_after_its_cell_updates_the_saved_summary(lab: dict[str, Any], page: Any) -> None:
+    """JupyterLab applies a display update by its id, also once the cell that showed it has ended."""
+    path = lab["root"] / "background.ipynb"
+    _run_all(page, f"{lab['base']}/lab/tree/background.ipynb?reset&token={lab['token']}")
+    page.wait_for_selector(".nbf-header .nbf-badge >> text=Running", timeout=30_000)
+    page.wait_for_selector("#jp-main-statusbar >> text=Idle", timeout=30_000)  # no cell runs any more
+    assert "Running" in (page.text_content("[data-nbflow-static]") or "")
+    (lab["root"] / "bg.gate").touch()
+    page.wait_for_selector(".nbf-header .nbf-badge >> text=Completed", timeout=30_000)
+    deadline = time.monotonic() + 15  # the summary is hidden next to the live view, but it is there
+    while "Completed 1" not in (page.text_content("[data-nbflow-static]") or "") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "Completed 1" in (page.text_content("[data-nbflow-static]") or "")
+    page.keyboard.press("Control+s")
+    deadline = time.monotonic() + 30
+    while "(bg): Completed" not in path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    outputs = json.loads(path.read_text())["cells"][1]["outputs"]
+    summaries = [o["data"]["text/plain"] for o in outputs if "text/html" in o.get("data", {})]
+    assert len(summaries) == 1 and "(bg): Completed" in "".join(summaries[0]), summaries

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -108,3 +109,36 @@ def test_monitoring_an_unknown_run_is_one_clear_error(kernel: NotebookKernel) ->
     cell = kernel.run("nbflow.monitor('no-such-run')")
     errors = [o for o in cell.outputs if o["output_type"] == "error"]
     assert errors and errors[0]["ename"] == "RunNotFoundError" and "no-such-run" in errors[0]["evalue"]
+
+
+def test_a_run_that_ends_in_the_background_leaves_its_final_picture_in_the_cell_that_shows_it(
+    kernel: NotebookKernel, tmp_path: Path,
+) -> None:
+    gate = tmp_path / "gate"
+    kernel.run(
+        "import pathlib, threading, time\n"
+        "started = threading.Event()\n"
+        "@task\n"
+        "def wait_for(path):\n"
+        "    started.set()\n"
+        "    while not pathlib.Path(path).exists():\n"
+        "        time.sleep(0.02)\n"
+        "    return 1\n"
+        "@flow(name='background', flow_run_name='in-the-background')\n"
+        "def background(path):\n"
+        "    return load(wait_for(path))\n"
+        f"worker = threading.Thread(target=background, args=({str(gate)!r},))\n"
+        "worker.start()\n"
+        "assert started.wait(30)\n"
+    )
+    shown = kernel.run("shown = nbflow.monitor('in-the-background')")
+    assert "Running" in plain(shown, "text/html")[0]
+
+    waited = kernel.run(f"pathlib.Path({str(gate)!r}).touch()\nworker.join(30)\nshown.wait(30)")
+
+    assert stream(waited, "stdout") == "" and waited.outputs[-1]["data"]["text/plain"] == "True"
+    static = plain(shown, "text/html")  # the earlier cell's summary, updated in place
+    assert len(static) == 1 and "Completed" in static[0] and "Completed 2" in static[0]
+    assert "(background): Completed" in plain(shown)[1]
+    snap = saved_snapshot(kernel, "in-the-background")
+    assert snap["final"] and sorted(n["label"] for n in snap["graph"]["nodes"]) == ["load", "wait_for"]

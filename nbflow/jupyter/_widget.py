@@ -85,8 +85,10 @@ class RunMonitor(anywidget.AnyWidget):  # type: ignore[misc]
         self._unsubscribe: Callable[[], None] | None = None
         self._static_id = f"nbflow-monitor-{self._uid}"
         self._shown = False
-        self._parent: dict[str, Any] | None = None
+        self._parent: dict[str, Any] | None = None  # the header of the cell that showed the monitor
+        self._cell_ended = True  # that cell ended: later outputs go with whatever cell runs then
         self._post_execute: Callable[[], None] | None = None
+        self._published = threading.Event()  # the final picture is out (see ``wait``)
         self.on_msg(self._on_front_end_message)
         _monitors[model.flow_run_id] = self
 
@@ -106,7 +108,7 @@ class RunMonitor(anywidget.AnyWidget):  # type: ignore[misc]
         if show:
             monitor.show()
         monitor.start()
-        monitor._finish_with_cell()
+        monitor._watch_cell()
         return monitor
 
     @classmethod
@@ -139,8 +141,21 @@ class RunMonitor(anywidget.AnyWidget):  # type: ignore[misc]
 
     @property
     def finished(self) -> bool:
-        """True once the final picture was sent (the run ended and the monitor stopped)."""
+        """True once the run ended and the monitor stopped (its final picture is on its way)."""
         return self._finished
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the run ended and the final picture went out (widget state and static summary).
+
+        For a run that ends in the background: a notebook executed by nbconvert or papermill keeps only
+        what arrives while one of its cells runs, so end such a notebook with ``monitor.wait()``.
+        Returns False if ``timeout`` seconds passed first.
+
+        >>> shown = nbflow.monitor("nimble-falcon")   # doctest: +SKIP
+        >>> shown.wait()                               # doctest: +SKIP
+        True
+        """
+        return self._published.wait(timeout)
 
     # --- showing ----------------------------------------------------------------------------
     def show(self) -> None:
@@ -154,6 +169,7 @@ class RunMonitor(anywidget.AnyWidget):  # type: ignore[misc]
         display(self._widget_bundle(), raw=True)
         display(self._static_bundle(), raw=True, display_id=self._static_id)
         self._shown = True
+        self._watch_cell()
         global _graphviz_sent  # once per kernel process; a page loaded later asks for it ("graphviz?")
         if not _graphviz_sent:
             _graphviz_sent = True
@@ -183,23 +199,29 @@ class RunMonitor(anywidget.AnyWidget):  # type: ignore[misc]
             self._thread = threading.Thread(target=self._run_timer, name="nbflow-monitor", daemon=True)
             self._thread.start()
 
-    def _finish_with_cell(self) -> None:
-        """Called in the executing cell: finish when the cell does, so the final picture is its output.
+    def _watch_cell(self) -> None:
+        """Note when the running cell ends (a one-shot ``post_execute`` hook), and finish then if the
+        run has ended: its final picture is then part of the cell's own output.
 
-        A flow run in the cell has ended by then; one still going (started in the background) is left
-        to the timer thread.
+        A run still going is left to the timer thread, which publishes its end with whatever cell runs
+        at that moment (see ``_update_static``).
         """
-        if threading.current_thread() is not threading.main_thread() or self._post_execute is not None:
+        if threading.current_thread() is not threading.main_thread():
             return
         from IPython import get_ipython
 
         ip = get_ipython()
         if ip is None:
             return
+        self._cell_ended = False
+        if self._post_execute is not None:  # shown again in the same cell
+            return
 
         def post_execute() -> None:
             with contextlib.suppress(ValueError):
                 ip.events.unregister("post_execute", post_execute)
+            self._post_execute = None
+            self._cell_ended = True
             if self._model.is_finished():
                 self.finish()
 
@@ -260,10 +282,13 @@ class RunMonitor(anywidget.AnyWidget):  # type: ignore[misc]
             self._unsubscribe()
             self._unsubscribe = None
         self._model.compact()  # drop the live run records: they hold results and parameters
-        self.snapshot = self._model.snapshot(final=True, log_entries=FINAL_LOG_ENTRIES)
-        self.messages_sent += 1
-        if self._shown:
-            self._update_static()
+        try:
+            self.snapshot = self._model.snapshot(final=True, log_entries=FINAL_LOG_ENTRIES)
+            self.messages_sent += 1
+            if self._shown:
+                self._update_static()
+        finally:
+            self._published.set()  # or failed: nothing more will come, ``wait`` must not hang
 
     def close(self) -> None:
         if hasattr(self, "_flush_lock"):  # also called by __del__ of a half-built widget
@@ -277,8 +302,12 @@ class RunMonitor(anywidget.AnyWidget):  # type: ignore[misc]
         ip = get_ipython()
         pub = getattr(ip, "display_pub", None)
         token = None
-        # From the timer thread, route the update to the cell that showed the monitor.
-        if self._parent and threading.current_thread() is not threading.main_thread() and hasattr(pub, "set_thread_parent"):
+        # From the timer thread while the cell that showed the monitor still runs, send the update as
+        # part of that cell. Once it ended, the update goes with whatever cell runs now: JupyterLab,
+        # Notebook 7 and VS Code apply an update by its display id whatever cell it comes with, and
+        # nbclient (nbconvert, papermill) reads only the messages of the cell it is running.
+        if (self._parent and not self._cell_ended and threading.current_thread() is not threading.main_thread()
+                and hasattr(pub, "set_thread_parent")):
             token = pub.set_thread_parent(self._parent)  # type: ignore[union-attr]
         try:
             update_display(self._static_bundle(), raw=True, display_id=self._static_id)
