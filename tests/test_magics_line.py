@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from _kernel import NotebookKernel, error, plain, result, stream
@@ -121,6 +122,54 @@ def test_runs_and_monitor_of_another_process_come_from_the_store(kernel: Noteboo
     cell = kernel.run("%flow monitor made-elsewhere")
     assert any(WIDGET in o.get("data", {}) for o in cell.outputs)
     assert any("(elsewhere): Completed" in text and "2 task runs" in text for text in plain(cell))
+
+
+def test_a_running_run_of_another_process_is_in_the_table_and_its_monitor_follows_it(
+    kernel: NotebookKernel, tmp_path: Path,
+) -> None:
+    gate, waiting = tmp_path / "gate", tmp_path / "waiting"
+    script = (
+        "import pathlib, time\n"
+        "from nbflow import flow, task\n"
+        "@task\ndef one():\n    return 1\n"
+        "@task\ndef gated(x):\n"
+        f"    pathlib.Path({str(waiting)!r}).touch()\n"
+        f"    while not pathlib.Path({str(gate)!r}).exists():\n"
+        "        time.sleep(0.02)\n"
+        "    return x + 1\n"
+        "@flow(name='elsewhere-live', flow_run_name='still-going-elsewhere')\n"
+        "def elsewhere():\n    return gated(one())\n"
+        "elsewhere()\n"
+    )
+    env = {**os.environ, "NBFLOW_HOME": str(kernel.home)}
+    worker = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        kernel.run(  # until the other process has recorded its run and reached the gate
+            "import nbflow.runs, pathlib, time\n"
+            "deadline = time.monotonic() + 60\n"
+            f"while not (pathlib.Path({str(waiting)!r}).exists() and nbflow.runs.flow_runs(flow_name='elsewhere-live')):\n"
+            "    assert time.monotonic() < deadline, 'the other process never got going'\n"
+            "    time.sleep(0.05)\n"
+        )
+        table = plain(kernel.run("%flow runs -n 1"), "text/html")[0]
+        assert "still-going-elsewhere" in table and ">Running<" in table
+        shown = kernel.run("%flow monitor still-going-elsewhere")
+        assert any(WIDGET in o.get("data", {}) for o in shown.outputs)
+        assert "(elsewhere-live): Running" in plain(shown)[1]
+
+        gate.touch()
+        assert worker.wait(60) == 0, worker.stderr.read() if worker.stderr else ""
+        waited = kernel.run(  # the monitor reads the store until the run ended, then says so
+            "from nbflow.jupyter._widget import _monitors\n"
+            "_monitors[nbflow.runs.flow_run('still-going-elsewhere').id].wait(30)"
+        )
+    finally:
+        worker.kill()
+        worker.wait()
+    assert result(waited) == "True"
+    summary = plain(shown)[1]  # the monitor's cell, updated in place
+    assert "(elsewhere-live): Completed" in summary and "2 task runs: Completed 2" in summary
+    assert ">Completed<" in plain(kernel.run("%flow runs -n 1"), "text/html")[0]
 
 
 @pytest.mark.parametrize(
