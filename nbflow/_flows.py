@@ -125,7 +125,8 @@ def flow_lifecycle(
     else:
         log(bus, flow_run, logging.INFO, f"Created flow run {flow_run.name!r} for flow {flow.name!r}", clock.now())
     log_prints = bool(options.log_prints) if options.log_prints is not None else bool(parent and parent.log_prints)
-    template = options.task_runner or ThreadPoolTaskRunner()
+    # NBFLOW_TASK_RUNNER_MAX_WORKERS sizes the default pool (0: min(32, cores + 4)).
+    template = options.task_runner or ThreadPoolTaskRunner(runtime.settings.task_runner_max_workers or None)
     ctx = FlowRunContext(runtime, flow, flow_run, template, log_prints, current.get())
     token = current.set(ctx)
     redirect = print_redirect() if log_prints else None

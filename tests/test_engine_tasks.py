@@ -9,6 +9,8 @@ import pytest
 
 from nbflow import ThreadPoolTaskRunner, flow, task, unmapped
 from nbflow._events import StateChanged
+from nbflow._runtime import Runtime, use_runtime
+from nbflow._settings import Settings
 from nbflow.exceptions import MissingContextError, UpstreamTaskError
 from nbflow.futures import as_completed, wait
 
@@ -237,6 +239,32 @@ def test_default_thread_pool_is_bounded(harness):
 
     pipeline()
     assert 1 <= len(seen) <= 3
+
+
+def test_the_default_pool_is_sized_by_the_task_runner_max_workers_setting(tmp_path):
+    runtime = Runtime(Settings(home=str(tmp_path / "home"), store_enabled=False, task_runner_max_workers=2), console=False)
+    lock = threading.Lock()
+    running = peak = 0
+    seen: set[str] = set()
+
+    @task
+    def hold(_):
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+            seen.add(threading.current_thread().name)
+        time.sleep(0.02)  # long enough for the pool's other threads to overlap with this one
+        with lock:
+            running -= 1
+
+    @flow  # no task_runner given: the default pool, min(32, cores + 4) >= 5 threads without the setting
+    def pipeline():
+        hold.map(range(12)).wait()
+
+    with use_runtime(runtime):
+        pipeline()
+    assert peak <= 2 and len(seen) <= 2
 
 
 def test_with_options_and_unknown_options(harness):
