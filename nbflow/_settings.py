@@ -48,6 +48,16 @@ def _model() -> type[BaseModel]:
             raise ValueError("use one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
 
+    def _not_negative(cls: Any, value: float) -> float:
+        if not value >= 0:
+            raise ValueError("must be 0 or more")
+        return value
+
+    def _positive(cls: Any, value: float) -> float:
+        if not value > 0:  # also refuses NaN; 0 would make heartbeats and lease renewals spin
+            raise ValueError("must be more than 0")
+        return value
+
     fields = {name: (type_, default) for name, (type_, default, _help) in SETTINGS_SPEC.items()}
     return create_model(  # type: ignore[call-overload, no-any-return]
         "Settings",
@@ -55,6 +65,10 @@ def _model() -> type[BaseModel]:
         __validators__={
             "_home": field_validator("home")(classmethod(_expand_home)),
             "_level": field_validator("logging_level")(classmethod(_level)),
+            "_not_negative": field_validator("cache_size_limit", "task_runner_max_workers")(classmethod(_not_negative)),
+            "_positive": field_validator(
+                "heartbeat_seconds", "crash_after_seconds", "concurrency_lease_seconds"
+            )(classmethod(_positive)),
         },
         **fields,
     )
@@ -85,7 +99,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Any:
         return Settings(**raw)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{ENV_PREFIX}{str(err['loc'][0]).upper()}={raw.get(str(err['loc'][0]))!r}: {err['msg']}"
+            f"{ENV_PREFIX}{str(err['loc'][0]).upper()}={raw.get(str(err['loc'][0]))!r}: "
+            f"{err['msg'].removeprefix('Value error, ')}"
             for err in exc.errors()
         )
         raise ConfigurationError(f"Invalid nbflow setting: {problems}. Fix or unset the variable.") from None

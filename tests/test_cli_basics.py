@@ -29,3 +29,9 @@ def test_a_bad_setting_is_one_clear_line_with_status_2(tmp_path):
 def test_unknown_command_is_a_usage_error():
     result = nbflow("frobnicate")
     assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+def test_a_setting_out_of_range_is_refused_with_what_is_allowed(tmp_path):
+    result = nbflow("config", "view", env={"NBFLOW_HOME": str(tmp_path), "NBFLOW_HEARTBEAT_SECONDS": "0"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "NBFLOW_HEARTBEAT_SECONDS='0': must be more than 0" in result.stderr
