@@ -168,11 +168,13 @@ class _Pool:
         seconds to record how they ended (a thread stuck inside C may take longer: it is left)."""
         for job in self._jobs:
             job.cancel()
-        running = [job for job in self._jobs if job.thread is not None]
-        for job in running:
-            interrupt_thread(job.thread)  # type: ignore[arg-type]
+        # A worker clears `job.thread` when the job ends, at any moment: read it once (reading it
+        # twice could hand None to interrupt_thread, and an AttributeError would replace the interrupt).
+        running = [(job, thread) for job in self._jobs if (thread := job.thread) is not None]
+        for _job, thread in running:
+            interrupt_thread(thread)
         deadline = time.monotonic() + grace
-        for job in running:
+        for job, _thread in running:
             job.wait(max(0.0, deadline - time.monotonic()))
 
     def shutdown(self) -> None:
