@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
@@ -20,6 +19,7 @@ SCRIPT = textwrap.dedent(
 
     @task
     def slow():
+        print("READY", flush=True)  # the interrupt must land in the task body: say when we are there
         time.sleep(30)
 
     @task
@@ -32,7 +32,6 @@ SCRIPT = textwrap.dedent(
     @flow(on_cancellation=[hook])
     def pipeline():
         pending = [later.submit() for _ in range(3)]
-        print("READY", flush=True)
         slow()
 
     try:
@@ -51,7 +50,6 @@ def test_sigint_during_a_flow_cancels_it_and_re_raises(tmp_path):
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "READY"
-    time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 7, err
@@ -79,7 +77,7 @@ def test_keyboard_interrupt_from_a_task_cancels_the_flow(harness):
 
 WAITING_SCRIPT = textwrap.dedent(
     """
-    import sys
+    import sys, time
     from nbflow import flow, task
     from nbflow.concurrency import limits
 
@@ -92,6 +90,9 @@ WAITING_SCRIPT = textwrap.dedent(
     @flow
     def pipeline():
         future = guarded.submit()
+        deadline = time.monotonic() + 60
+        while not (future.state.message or "").startswith("Waiting") and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the task run is queued for its slot (its state says so)
         print("READY", flush=True)
         future.result()
 
@@ -110,7 +111,6 @@ def test_interrupt_while_a_task_waits_for_a_slot_ends_it_cancelled(tmp_path):
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "READY"
-    time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 7, err

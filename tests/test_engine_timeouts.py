@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -39,12 +40,12 @@ def test_task_timeout_ends_timed_out_and_the_flow_goes_on(harness):
 
 
 def test_pure_python_loop_is_stopped_at_the_timeout(harness):
-    progress = []
+    spinners: list[threading.Thread] = []
 
     @task(timeout_seconds=0.2)
     def spin():
+        spinners.append(threading.current_thread())
         while True:
-            progress.append(1)
             time.sleep(0.001)
 
     @flow
@@ -52,10 +53,9 @@ def test_pure_python_loop_is_stopped_at_the_timeout(harness):
         return spin(return_state=True)
 
     assert pipeline(return_state=True).name == "TimedOut"
-    time.sleep(0.2)
-    count = len(progress)
-    time.sleep(0.2)
-    assert len(progress) == count  # the thread was stopped, not left spinning
+    (spinner,) = spinners
+    spinner.join(NOT_WAITING)
+    assert not spinner.is_alive()  # the thread was stopped, not left spinning
 
 
 def test_timeout_inside_a_subflow(harness):
