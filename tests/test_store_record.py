@@ -11,11 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
-from store_support import db, recording
+from store_support import db, recording, wait_for
 
 import nbflow.runs as runs
 from nbflow import flow, get_run_logger, task
 from nbflow._clock import FakeClock
+from nbflow._runtime import get_runtime
 from nbflow._store.models import FlowRunRecord, LogRecord, StateRecord, TaskRunRecord
 from nbflow.exceptions import ParametersNotStoredError, RunNotFoundError
 
@@ -211,3 +212,41 @@ def test_a_store_that_cannot_be_written_never_breaks_a_run(tmp_path: Path, capfd
         assert pipeline(3) == 14
     err = capfd.readouterr().err
     assert err.count("could not write to the run store") == 1 and str(home / "nbflow.db") in err
+
+
+def test_a_task_run_whose_row_was_replaced_never_overwrites_the_new_row(tmp_path: Path) -> None:
+    # The writer remembers the rowid of a task run that has not ended. If that row is deleted and its
+    # rowid reused (here by another program, as a second nbflow process would), the task run's final
+    # state must not land on the stranger's row.
+    home = tmp_path / "home"
+    release = threading.Event()
+
+    @task
+    def waiting() -> str:
+        release.wait(60)
+        return "done"
+
+    @flow
+    def holder() -> str:
+        future = waiting.submit()
+        runtime = get_runtime()
+        wait_for(lambda: runtime.store.flush() and _task_states(home) == [("waiting", "RUNNING")], what="row")
+        with db(home) as conn:  # the row goes, and a stranger's row takes its rowid
+            (rowid,) = conn.execute("SELECT rowid FROM task_runs").fetchone()
+            conn.execute("DELETE FROM task_runs")
+            conn.execute(
+                "INSERT INTO task_runs (rowid, id, flow_run_id, name, task_name, task_key, state_type)"
+                " VALUES (?, 'stranger', 'other-flow', 'stranger', 'stranger', 'k', 'RUNNING')",
+                (rowid,),
+            )
+        release.set()
+        return future.result()
+
+    with recording(home):
+        assert holder() == "done"
+    assert _task_states(home) == [("stranger", "RUNNING")]
+
+
+def _task_states(home: Path) -> list[tuple[str, str]]:
+    with db(home) as conn:
+        return conn.execute("SELECT name, state_type FROM task_runs ORDER BY rowid").fetchall()

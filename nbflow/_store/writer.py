@@ -208,6 +208,7 @@ class Writer:
             rows = _Rows(self._rowids)
             markers = rows.collect(batch, self._active)
             db.write(conn, rows.execute)
+            self._rowids.update(rows.assigned)
         except Exception as exc:  # never let the writer die: report once, drop the batch, go on
             self._report(exc)
         finally:
@@ -269,13 +270,15 @@ _SET_TASK = (
     "UPDATE task_runs SET state_type = ?, state_name = ?, state_message = ?, state_timestamp = ?,"
     " history = COALESCE(history || ',', '') || ?, start_time = ?, end_time = ?, run_count = ?, cache_key = ?"
 )
-# Many rows per statement: UPDATE ... FROM (VALUES (...), (...)) joined on rowid.
+# Many rows per statement: UPDATE ... FROM (VALUES (...), (...)) joined on rowid. The id must match
+# too: a remembered rowid can be stale (its row deleted by `flow-run delete` and the rowid reused by
+# another process), and then the update is lost rather than written over someone else's task run.
 _UPDATE_TASKS = (
     "UPDATE task_runs SET state_type = v.column1, state_name = v.column2, state_message = v.column3,"
     " state_timestamp = v.column4, history = COALESCE(history || ',', '') || v.column5, start_time = v.column6,"
     " end_time = v.column7, run_count = v.column8, cache_key = v.column9 FROM (",
-    "(?,?,?,?,?,?,?,?,?,?)",
-    ") AS v WHERE task_runs.rowid = v.column10",
+    "(?,?,?,?,?,?,?,?,?,?,?)",
+    ") AS v WHERE task_runs.rowid = v.column10 AND task_runs.id = v.column11",
 )
 _UPDATE_TASK_BY_ID = _SET_TASK + " WHERE flow_run_id = ? AND id = ?"  # a run the writer lost track of
 _INSERT_LOG = "INSERT INTO logs (flow_run_id, task_run_id, level, timestamp, logger, message) VALUES (?,?,?,?,?,?)"
@@ -316,6 +319,7 @@ class _Rows:
 
     def __init__(self, rowids: dict[str, int]) -> None:
         self.rowids = rowids  # task run id -> rowid, for task runs written but not final yet
+        self.assigned: dict[str, int] = {}  # rowids of this batch's open task runs, kept once committed
         self.new_flows: list[tuple] = []
         self.flow_updates: list[tuple] = []
         self.new_tasks: list[tuple] = []
@@ -418,7 +422,7 @@ class _Rows:
                       run.start_time, run.end_time, run.run_count, run.cache_key)
             rowid = rowids.pop(run.id, None) if state.type in final else rowids.get(run.id)
             if rowid is not None:
-                self.task_updates.append((*values, rowid))
+                self.task_updates.append((*values, rowid, run.id))
             else:
                 self.lost_updates.append((*values, run.flow_run_id, run.id))
 
@@ -435,8 +439,9 @@ class _Rows:
             # lock: the rows get base + 1, base + 2, ... in order. Remember those still to be updated.
             base = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM task_runs").fetchone()[0]
             insert_rows(conn, _INSERT_TASK, self.new_tasks)
-            for index, run_id in self.open_tasks:
-                self.rowids[run_id] = base + 1 + index
+            # Remembered only after COMMIT (see Writer._write): a rolled-back batch's rowids go to
+            # other rows later.
+            self.assigned = {run_id: base + 1 + index for index, run_id in self.open_tasks}
         if self.task_updates:
             _chunked(conn, *_UPDATE_TASKS, self.task_updates)
         if self.lost_updates:
