@@ -18,6 +18,7 @@ from nbflow import flow, get_run_logger, task
 from nbflow._clock import FakeClock
 from nbflow._runtime import get_runtime
 from nbflow._store.models import FlowRunRecord, LogRecord, StateRecord, TaskRunRecord
+from nbflow._store.render import MAX_PICKLE_BYTES
 from nbflow.exceptions import ParametersNotStoredError, RunNotFoundError
 
 
@@ -147,6 +148,20 @@ def test_unpicklable_parameters_say_why_they_cannot_be_rerun(tmp_path: Path) -> 
         with pytest.raises(ParametersNotStoredError, match="cannot be pickled"):
             runs.load_parameters(run.id)
     assert run.state_name == "Completed" and "lock" in run.parameters
+
+
+def test_parameters_too_large_to_keep_say_so_and_the_run_goes_on(tmp_path: Path) -> None:
+    @flow
+    def sized(blob: bytes) -> int:
+        return len(blob)
+
+    big = b"x" * (MAX_PICKLE_BYTES + 1)
+    with recording(tmp_path / "home"):
+        assert sized(big) == len(big)
+        run = runs.flow_runs()[0]
+        with pytest.raises(ParametersNotStoredError, match=f"more than the {MAX_PICKLE_BYTES} bytes"):
+            runs.load_parameters(run.id)
+    assert run.parameters == {"blob": f"<bytes, {len(big)} bytes>"}
 
 
 def test_flow_runs_are_found_by_id_prefix_or_name_and_filtered(tmp_path: Path) -> None:
