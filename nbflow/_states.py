@@ -40,6 +40,7 @@ class StateType(str, enum.Enum):
 
 
 FINAL_TYPES = frozenset({StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})
+FINAL_TYPE_NAMES = frozenset(t.value for t in FINAL_TYPES)  # as stored: the run store's state_type column
 
 _NO_DATA: Any = object()  # sentinel: None is a real result
 _NO_DETAILS: Mapping[str, Any] = MappingProxyType({})  # shared: most states have no details

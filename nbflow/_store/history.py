@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from nbflow._states import StateType
+from nbflow._states import FINAL_TYPE_NAMES, StateType
 
-__all__ = ["history_entry", "parse_history", "PLAIN", "DEFAULT_NAME"]
+__all__ = ["history_entry", "parse_history", "PLAIN", "DEFAULT_NAME", "FINAL_SQL"]
 
 # Each type's default name (stored as null), and the start of an entry for a state that has it.
 DEFAULT_NAME = {t: t.value.title() for t in StateType}
 PLAIN = {t: f'["{t.value}",null,' for t in StateType}
+FINAL_SQL = "(" + ", ".join(f"'{name}'" for name in sorted(FINAL_TYPE_NAMES)) + ")"
+"""The final state types as an SQL list, for ``state_type IN {FINAL_SQL}``."""
 _encode = json.JSONEncoder(ensure_ascii=False, check_circular=False, separators=(",", ":")).encode
 
 

@@ -12,9 +12,9 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, computed_field, model_validator
 
-__all__ = ["StateRecord", "FlowRunRecord", "TaskRunRecord", "LogRecord", "RunGraph"]
+from nbflow._states import FINAL_TYPE_NAMES
 
-_FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+__all__ = ["StateRecord", "FlowRunRecord", "TaskRunRecord", "LogRecord", "RunGraph"]
 
 
 _set = object.__setattr__
@@ -52,7 +52,7 @@ class StateRecord(_Record):
     timestamp: float
 
     def is_final(self) -> bool:
-        return self.type in _FINAL
+        return self.type in FINAL_TYPE_NAMES
 
     def __repr__(self) -> str:  # as the engine's State, so logs and records read alike
         return f"{self.name}({self.message!r})" if self.message else f"{self.name}()"

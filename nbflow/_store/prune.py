@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 
-__all__ = ["delete_flow_runs", "old_flow_runs"]
+from nbflow._store.history import FINAL_SQL
 
-_FINAL = "('COMPLETED', 'FAILED', 'CRASHED', 'CANCELLED')"
+__all__ = ["delete_flow_runs", "old_flow_runs"]
 
 
 def _tree(conn: sqlite3.Connection, flow_run_id: str) -> list[str]:
@@ -36,7 +36,7 @@ def delete_flow_runs(conn: sqlite3.Connection, flow_run_ids: list[str]) -> int:
 def old_flow_runs(conn: sqlite3.Connection, before: float, limit: int = 500) -> list[str]:
     """Finished flow runs created before ``before`` (epoch seconds), oldest first; never a running one."""
     rows = conn.execute(
-        f"SELECT id FROM flow_runs WHERE created < ? AND state_type IN {_FINAL} ORDER BY created LIMIT ?",
+        f"SELECT id FROM flow_runs WHERE created < ? AND state_type IN {FINAL_SQL} ORDER BY created LIMIT ?",
         (before, limit),
     ).fetchall()
     return [row[0] for row in rows]

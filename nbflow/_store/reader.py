@@ -11,6 +11,7 @@ import re
 import sqlite3
 from typing import Any
 
+from nbflow._states import StateType
 from nbflow._store.history import parse_history
 from nbflow.exceptions import ParametersNotStoredError, RunNotFoundError
 
@@ -31,7 +32,7 @@ TASK_COLUMNS = (
 _FLOW_SELECT = f"SELECT {', '.join(FLOW_COLUMNS)} FROM flow_runs"
 _TASK_SELECT = f"SELECT {', '.join(TASK_COLUMNS)} FROM task_runs"
 _HEX = re.compile(r"[0-9a-f]{1,32}")
-_STATE_TYPES = ("SCHEDULED", "PENDING", "RUNNING", "COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+_STATE_TYPES = frozenset(t.value for t in StateType)
 
 
 def _flow_dict(row: tuple) -> dict[str, Any]:

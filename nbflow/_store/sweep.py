@@ -22,13 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from nbflow._store import db
-from nbflow._store.history import history_entry
+from nbflow._store.history import FINAL_SQL, history_entry
 from nbflow._store.processes import is_alive
 
 __all__ = ["sweep", "CrashedRun", "run_crash_hooks"]
 
 _HOST = socket.gethostname()
-_FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 
 
 @dataclass(frozen=True)
@@ -102,7 +101,7 @@ def _mark(conn: sqlite3.Connection, dead: list[tuple[Any, str]], now: float) -> 
         conn.execute(
             "UPDATE task_runs SET state_type = 'CRASHED', state_name = 'Crashed', state_message = ?,"
             f" state_timestamp = ?, end_time = ?, {append}"
-            f" WHERE flow_run_id = ? AND (state_type IS NULL OR state_type NOT IN {_FINAL})",
+            f" WHERE flow_run_id = ? AND (state_type IS NULL OR state_type NOT IN {FINAL_SQL})",
             (task_message, now, now, entry, run_id),
         )
         marked.append(CrashedRun(run_id, name, flow_name, flow_ref, message, now))

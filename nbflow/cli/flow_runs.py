@@ -180,6 +180,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def _logs(args: argparse.Namespace) -> int:
     import nbflow.runs
+    from nbflow._states import FINAL_TYPE_NAMES
     from nbflow._store import reader
     from nbflow._store.sweep import sweep
 
@@ -193,7 +194,7 @@ def _logs(args: argparse.Namespace) -> int:
     while True:
         with store.reading() as conn:
             state = conn.execute("SELECT state_type FROM flow_runs WHERE id = ?", (flow_id,)).fetchone()
-            ended = state is None or state[0] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+            ended = state is None or state[0] in FINAL_TYPE_NAMES
             rows = reader.logs(conn, flow_id, after=last)
             names = reader.task_names(conn, flow_id) if rows else {}
             flow_name = conn.execute("SELECT name FROM flow_runs WHERE id = ?", (flow_id,)).fetchone()
