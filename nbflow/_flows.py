@@ -134,9 +134,9 @@ def flow_lifecycle(
         redirect.__enter__()
     flow_run.start_time = clock.now()
     set_state(bus, flow_run, State(states.StateType.RUNNING, timestamp=flow_run.start_time))
-    delays = retry_delays(options) if options.retries else ()
-    args, kwargs = flow.call_arguments(parameters)
-    try:
+    try:  # from here on the run ends final and the context is reset, whatever raises
+        delays = retry_delays(options) if options.retries else ()  # may call the user's function
+        args, kwargs = flow.call_arguments(parameters)
         while True:
             flow_run.run_count += 1
             ctx.task_runner = runner = template.duplicate()

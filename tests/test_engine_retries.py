@@ -113,3 +113,19 @@ def test_flow_retry_reruns_the_flow_body(fake_time):
 def test_bad_retry_delays_are_rejected_with_a_clear_message(bad):
     with pytest.raises(ValueError, match="retry_delay_seconds must be a number >= 0"):
         task(retries=1, retry_delay_seconds=bad)(lambda: None)
+
+
+def test_a_retry_delay_function_that_raises_crashes_the_flow_run_and_leaves_no_run_behind(fake_time):
+    @flow(retries=2, retry_delay_seconds=lambda retries: 1 / 0, log_prints=True)
+    def pipeline():
+        return "never"
+
+    @task
+    def plain():
+        return "called"
+
+    with pytest.raises(ZeroDivisionError):
+        pipeline()
+    (run,) = fake_time.recorder.runs("flow")
+    assert run.state.name == "Crashed"
+    assert plain() == "called" and len(fake_time.recorder.runs("task")) == 0  # back outside any flow run
