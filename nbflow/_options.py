@@ -140,6 +140,18 @@ class FlowOptions(_RunOptions):
     flow_run_name: str | Callable[[], str] | None = None
     validate_parameters: bool = True
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        runner = self.task_runner
+        if isinstance(runner, type):  # as in Prefect: a runner class is used with its defaults
+            runner = runner()
+            object.__setattr__(self, "task_runner", runner)
+        if runner is not None and not all(callable(getattr(runner, m, None)) for m in ("duplicate", "submit")):
+            raise TypeError(
+                f"task_runner must be a task runner such as ThreadPoolTaskRunner(max_workers=8) or "
+                f"nbflow.dask.DaskTaskRunner(), got {runner!r}"
+            )
+
 
 def option_names(options_type: type) -> tuple[str, ...]:
     return tuple(f.name for f in fields(options_type))

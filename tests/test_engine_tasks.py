@@ -285,6 +285,16 @@ def test_with_options_and_unknown_options(harness):
         task(cache_policy="inputs")(lambda: None)
 
 
+def test_a_task_runner_class_is_used_with_its_defaults_and_anything_else_is_refused(harness):
+    @flow(task_runner=ThreadPoolTaskRunner)  # Prefect accepts the class too
+    def pipeline():
+        return add.submit(1, 2).result()
+
+    assert pipeline() == 3
+    with pytest.raises(TypeError, match="task_runner must be a task runner such as ThreadPoolTaskRunner"):
+        flow(task_runner="threads")(lambda: None)
+
+
 def test_task_run_name_template(harness):
     @task(task_run_name="fetch-{city}")
     def fetch(city):
