@@ -79,6 +79,9 @@ class _RunOptions:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once, here
+        if self.name is not None and not isinstance(self.name, str):
+            hint = " (did you mean to call it?)" if callable(self.name) else ""
+            raise TypeError(f"name must be a string, got {type(self.name).__name__}{hint}")
         if not isinstance(self.retries, int) or isinstance(self.retries, bool) or self.retries < 0:
             raise ValueError(f"retries must be a whole number >= 0, got {self.retries!r}")
         delay = self.retry_delay_seconds
@@ -94,8 +97,13 @@ class _RunOptions:
         if self.timeout_seconds is not None:
             if isinstance(self.timeout_seconds, timedelta):
                 set_(self, "timeout_seconds", self.timeout_seconds.total_seconds())
-            if not isinstance(self.timeout_seconds, (int, float)) or self.timeout_seconds <= 0:
+            timeout = self.timeout_seconds
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
                 raise ValueError(f"timeout_seconds must be a number > 0, got {self.timeout_seconds!r}")
+        for name in ("flow_run_name", "task_run_name"):
+            template = getattr(self, name, None)
+            if template is not None and not isinstance(template, str) and not callable(template):
+                raise TypeError(f"{name} must be a template string such as 'etl-{{date}}' or a function, got {template!r}")
         for name in ("on_completion", "on_failure", "on_cancellation", "on_crashed"):
             if hasattr(self, name):
                 set_(self, name, _as_hooks(getattr(self, name), name))

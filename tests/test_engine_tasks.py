@@ -285,6 +285,17 @@ def test_with_options_and_unknown_options(harness):
         task(cache_policy="inputs")(lambda: None)
 
 
+@pytest.mark.parametrize(("options", "error", "message"), [
+    ({"name": add}, TypeError, "name must be a string, got Task"),
+    ({"timeout_seconds": True}, ValueError, "timeout_seconds must be a number > 0, got True"),
+    ({"timeout_seconds": float("nan")}, ValueError, "timeout_seconds must be a number > 0"),
+    ({"task_run_name": 3}, TypeError, "task_run_name must be a template string"),
+])
+def test_options_of_the_wrong_kind_are_refused_when_the_task_is_defined(options, error, message):
+    with pytest.raises(error, match=message):
+        task(**options)(lambda: None)
+
+
 def test_a_task_runner_class_is_used_with_its_defaults_and_anything_else_is_refused(harness):
     @flow(task_runner=ThreadPoolTaskRunner)  # Prefect accepts the class too
     def pipeline():
