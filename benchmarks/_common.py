@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from typing import Any, Callable
+
+SPAWNED_AT = "NBFLOW_BENCH_SPAWNED_AT"
+"""Environment variable: the wall clock (``time.time()``) just before the harness started this process."""
 
 
 class Skip(Exception):
@@ -52,6 +56,68 @@ def repeat(fn: Callable[[], Any], *, min_reps: int, max_reps: int, budget_s: flo
 
 def med(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def since_spawn() -> float | None:
+    """Seconds since the harness started this process (interpreter start-up included), if it said when."""
+    stamp = os.environ.get(SPAWNED_AT)
+    return time.time() - float(stamp) if stamp else None
+
+
+def build_flows(flow: Any, task: Any, wait: Any) -> dict[str, Any]:
+    """The core workloads' flows, built with one framework's ``flow``, ``task`` and ``wait``.
+
+    nbflow and Prefect share this API, so both run literally the same code.
+    """
+    inc_task = task(inc, name="inc")
+
+    @flow(name="empty")
+    def empty() -> None:
+        return None
+
+    @flow(name="chain")
+    def chain(n: int) -> int:
+        x = 0
+        for _ in range(n):
+            x = inc_task(x)
+        return x
+
+    @flow(name="fan")
+    def fan(n: int) -> int:
+        futures = [inc_task.submit(i) for i in range(n)]
+        wait(futures)
+        return sum(f.result() for f in futures)
+
+    return {"empty": empty, "chain": chain, "fan": fan, "inc": inc_task}
+
+
+Reps = tuple[int, int, float]  # min_reps, max_reps, budget_s of ``repeat``
+
+
+def first_run(flows: dict[str, Any], steady: Reps) -> dict[str, Any]:
+    """The first empty flow run of this process, then the steady state of later ones."""
+    first_s = timed(flows["empty"])
+    process_s = since_spawn()
+    steady_s = med(repeat(flows["empty"], min_reps=steady[0], max_reps=steady[1], budget_s=steady[2]))
+    return {"first_s": first_s, "process_s": process_s, "steady_s": steady_s}
+
+
+def throughput(flows: dict[str, Any], n: int, *, empty: Reps, runs: Reps) -> dict[str, Any]:
+    """Median times of an empty flow, an n-task chain and n submitted tasks, after one untimed run."""
+    total = n * (n + 1) // 2
+
+    def chain() -> None:
+        assert flows["chain"](n) == n
+
+    def fan() -> None:
+        assert flows["fan"](n) == total
+
+    flows["empty"]()  # first-run costs (Prefect: starting its server) are not per-task costs
+    out: dict[str, Any] = {"n": n, "empty_s": med(repeat(flows["empty"], min_reps=empty[0], max_reps=empty[1],
+                                                         budget_s=empty[2]))}
+    for key, fn in (("chain_s", chain), ("submit_s", fan)):
+        out[key] = med(repeat(fn, min_reps=runs[0], max_reps=runs[1], budget_s=runs[2]))
+    return out
 
 
 def inc(x: int) -> int:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _common import SPAWNED_AT
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 WORKER = BENCH_DIR / "_worker.py"
@@ -136,6 +138,7 @@ def run_worker(
     cmd = [sys.executable, str(WORKER), framework, job, str(out_path), json.dumps(params)]
     peaks: list[int] = []
     stop = threading.Event()
+    env = {**env, SPAWNED_AT: repr(time.time())}  # so the worker can time "new process to first run"
     start = time.perf_counter()
     proc = subprocess.Popen(
         cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from _common import inc, med, repeat, timed
+import _common
+from _common import inc, timed
 
 
 def _noop() -> None:
@@ -27,36 +28,26 @@ def _chain(n: int) -> int:
     x: Any = 0
     for _ in range(n):
         x = dask.delayed(inc)(x)
-    result = x.compute(scheduler="threads")
-    assert result == n, result
-    return result
+    return x.compute(scheduler="threads")  # type: ignore[no-any-return]
 
 
-def _independent(n: int) -> None:
+def _independent(n: int) -> int:
     import dask
 
-    results = dask.compute(*[dask.delayed(inc)(i) for i in range(n)], scheduler="threads")
-    assert sum(results) == n * (n + 1) // 2
+    return sum(dask.compute(*[dask.delayed(inc)(i) for i in range(n)], scheduler="threads"))
+
+
+FLOWS = {"empty": _empty, "chain": _chain, "fan": _independent}
 
 
 def first(steady_reps: int) -> dict:
     import dask  # noqa: F401  (import is measured elsewhere; time only the run)
 
-    first_s = timed(_empty)
-    steady = repeat(_empty, min_reps=steady_reps, max_reps=steady_reps * 5, budget_s=1.0)
-    return {"first_s": first_s, "steady_s": med(steady)}
+    return _common.first_run(FLOWS, steady=(steady_reps, steady_reps * 5, 1.0))
 
 
-def throughput(n: int, parts: list[str] | None = None) -> dict:
-    parts = parts or ["chain", "submit"]
-    _empty()
-    out: dict[str, Any] = {"n": n}
-    out["empty_s"] = med(repeat(_empty, min_reps=5, max_reps=50, budget_s=0.5))
-    if "chain" in parts:
-        out["chain_s"] = med(repeat(lambda: _chain(n), min_reps=3, max_reps=20, budget_s=3.0))
-    if "submit" in parts:
-        out["submit_s"] = med(repeat(lambda: _independent(n), min_reps=3, max_reps=20, budget_s=3.0))
-    return out
+def throughput(n: int) -> dict:
+    return _common.throughput(FLOWS, n, empty=(5, 50, 0.5), runs=(3, 20, 3.0))
 
 
 def rss(n: int) -> dict:

@@ -37,14 +37,14 @@ class Sizes:
     n: int  # tasks in the chain, the submitted fan and the RSS flow
     import_reps: int
     steady_reps: int
-    big: int  # tasks in the store stress flow
-    read: int  # task runs in the run that is read back
-    cache_hits: int
-    acquires: int
 
 
-FULL = Sizes(n=1000, import_reps=7, steady_reps=20, big=100_000, read=10_000, cache_hits=1000, acquires=1000)
-QUICK = Sizes(n=100, import_reps=3, steady_reps=5, big=2_000, read=1_000, cache_hits=100, acquires=100)
+FULL = Sizes(n=1000, import_reps=7, steady_reps=20)
+QUICK = Sizes(n=100, import_reps=3, steady_reps=5)
+
+FEATURES = ("store", "cache", "hashing", "concurrency", "monitor")
+"""Each feature's own benchmark module (benchmarks/<name>.py, ``run() -> list[dict]``), in table order.
+Every figure is measured in one place: compare.py measures only the core rows beside Prefect and Dask."""
 
 # What a user types before they can run the workload.
 IMPORTS = {
@@ -146,7 +146,7 @@ class Bench:
         fan = self.row(f"{s.n:,} submitted tasks, per task", "µs", target="≤ Prefect/50 and < Dask")
         rss = self.row(f"peak RSS, process running a {s.n:,}-task flow", "MB", target="< 100 MB",
                        target_max=100.0)
-        self.throughput: dict[str, ProcResult] = {}
+        whole: dict[str, float] = {}  # new process to first run done: interpreter, imports, first run
         for fw in self.present:
             self.home[fw] = self.homes.new(fw)
             progress(f"{TITLES[fw]}: import ×{s.import_reps}")
@@ -162,7 +162,9 @@ class Bench:
             r = self.job(fw, "first", steady_reps=s.steady_reps)
             self.put(first, fw, r, r.data.get("first_s", 0) * 1000)
             self.put(steady, fw, r, r.data.get("steady_s", 0) * 1e6)
-            r = self.throughput[fw] = self.job(fw, "throughput", n=s.n)
+            if r.data.get("process_s"):
+                whole[fw] = r.data["process_s"] * 1000
+            r = self.job(fw, "throughput", n=s.n)
             per_task = {k: (r.data[k] - r.data["empty_s"]) / s.n * 1e6
                         for k in ("chain_s", "submit_s") if k in r.data}
             self.put(chain, fw, r, per_task.get("chain_s"))
@@ -174,6 +176,9 @@ class Bench:
             row.target_max = min(bounds) if bounds else None
         imp.notes.append("median wall time of `python -c \"<import>\"`, " + "; ".join(
             f"{TITLES[fw]}: `{IMPORTS[fw]}`" for fw in self.present))
+        first.notes.append("the first flow run itself, timed inside the process after the import (the rows "
+                           "above); whole process from its start to that run's end (interpreter, imports, "
+                           "first run): " + ", ".join(f"{TITLES[fw]} {ms:,.0f} ms" for fw, ms in whole.items()))
         if "prefect" in self.present:
             first.notes.append("Prefect's first run includes creating its database and starting its "
                                "ephemeral API server")
@@ -182,78 +187,24 @@ class Bench:
                                 "graph, its flows are delayed graphs on the threaded scheduler")
         rss.notes.append("whole process tree (Prefect's ephemeral server is a child process)")
 
-    def store(self) -> None:
-        s = self.sizes
-        if (BENCH_DIR / "store.py").exists():
-            return  # the run store's own module measures these rows (see features() for why)
-        ratio = self.row("store on / store off, per-task overhead", "×", target="≤ 1.3", target_max=1.3)
-        big_wall = self.row(f"{s.big:,} submitted tasks, store on: wall", "s")
-        big_rss = self.row(f"{s.big:,} submitted tasks, store on: peak RSS", "MB", target="< 400 MB",
-                           target_max=400.0)
-        read = self.row(f"read one run of {s.read:,} task runs + edges", "ms", target="< 100 ms",
-                        target_max=100.0)
-        if "nbflow" not in self.present:
-            return
-        on = self.throughput.get("nbflow")
-        if on is None or not on.data.get("store_file") or on.data.get("stored_task_runs") == 0:
-            for row in (ratio, big_wall, big_rss, read):
-                row.set("nbflow", None, "skipped")
-            ratio.notes.append("nbflow: run store not built yet (no task runs in nbflow.db)")
-            return
-        off_env = self.env("nbflow", self.homes.new("nbflow-store-off"), NBFLOW_STORE_ENABLED="false")
-        off = self.job("nbflow", "throughput", env=off_env, n=s.n, parts=["chain"])
-        if "chain_s" in off.data and "chain_s" in on.data:
-            per = [(d["chain_s"] - d["empty_s"]) / s.n for d in (on.data, off.data)]
-            self.put(ratio, "nbflow", off, per[0] / per[1] if per[1] > 0 else None)
-            ratio.notes.append(f"{s.n:,}-task chain: {per[0] * 1e6:.1f} µs/task with the store, "
-                               f"{per[1] * 1e6:.1f} µs/task without")
-        else:
-            self.put(ratio, "nbflow", off, None)
-        r = self.job("nbflow", "big_flow", home=self.homes.new("nbflow-big"), n=s.big)
-        self.put(big_wall, "nbflow", r, r.data.get("wall_s"))
-        self.put(big_rss, "nbflow", r, r.peak_rss_mb)
-        home = self.homes.new("nbflow-read")
-        written = self.job("nbflow", "write_run", home=home, n=s.read)
-        r = written if (written.skipped or written.error) else self.job("nbflow", "read_run", home=home, n=s.read)
-        self.put(read, "nbflow", r, r.data.get("read_s", 0) * 1000)
-        if not (r.skipped or r.error):
-            read.notes.append("fresh process: flow_run(id) + task_runs(id) + graph(id)")
-
-    def features(self) -> None:
-        s = self.sizes
-        # benchmarks/cache.py (the result cache's own module) measures hits beside Prefect in more
-        # detail; when it is there, its rows replace this one rather than repeat it. Same for
-        # benchmarks/store.py and the store rows.
-        own_cache = not (BENCH_DIR / "cache.py").exists()
-        if own_cache:
-            hit = self.row("cache hit, small input, per call", "µs", target="< 150 µs and ≤ Prefect/30")
-        acq = self.row("concurrency slot, uncontended acquire + release", "µs", target="< 1,000 µs",
-                       target_max=1000.0)
-        for fw in ("nbflow", "prefect"):
-            if fw not in self.present:
-                continue
-            if own_cache:
-                r = self.job(fw, "cache_hit", n=s.cache_hits)
-                self.put(hit, fw, r, r.data.get("hit_s", 0) * 1e6)
-            r = self.job(fw, "concurrency", n=s.acquires)
-            self.put(acq, fw, r, r.data.get("acquire_release_s", 0) * 1e6)
-        if own_cache:
-            prefect_hit = hit.values.get("prefect")
-            hit.target_max = min(150.0, prefect_hit / 30) if prefect_hit else 150.0
-            hit.notes.append("`cache_key_fn=task_input_hash`, the same input every call, inside a flow")
-
     def plugins(self) -> None:
-        """Rows from other features' benchmark modules (benchmarks/<name>.py with `run()`)."""
-        for path in sorted(BENCH_DIR.glob("[a-z]*.py")):
-            if path.name == "compare.py" or "def run(" not in path.read_text():
+        """Rows of the features' benchmark modules, each run in its own fresh process.
+
+        A module that is missing or skips (its feature not built yet) leaves one row saying so.
+        """
+        others = sorted(p.stem for p in BENCH_DIR.glob("[a-z]*.py")
+                        if p.stem not in FEATURES and p.name != "compare.py" and "def run(" in p.read_text())
+        for name in (*FEATURES, *others):
+            if not (BENCH_DIR / f"{name}.py").exists():
+                row = self.row(f"{name}.py", "")
+                row.set("nbflow", None, "skipped")
+                row.notes.append(f"benchmarks/{name}.py is missing: its rows are not in this table")
                 continue
-            home = self.homes.new(f"plugin-{path.stem}")
-            r = self.job("plugin", path.stem, env=self.env("nbflow", home))
+            r = self.job("plugin", name, env=self.env("nbflow", self.homes.new(f"plugin-{name}")))
             if r.error or r.skipped or not isinstance(r.data.get("rows"), list):
-                row = self.row(f"{path.name}", "")
-                word = "skipped" if r.skipped else "error"
-                row.set("nbflow", None, word)
-                row.notes.append(f"{path.name}: {r.skipped or r.error or 'run() returned no list'}")
+                row = self.row(f"{name}.py", "")
+                row.set("nbflow", None, "skipped" if r.skipped else "error")
+                row.notes.append(f"{name}.py: {r.skipped or r.error or 'run() returned no list'}")
                 row.error = not r.skipped
                 continue
             for raw in r.data["rows"]:
@@ -291,8 +242,6 @@ def main(argv: list[str] | None = None) -> int:
     baseline = bench.startup_s * 1000
     try:
         bench.core()
-        bench.store()
-        bench.features()
         bench.plugins()
     finally:
         bench.homes.cleanup()

@@ -26,8 +26,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-ACQUIRES = 3000  # uncontended acquire + release pairs timed for nbflow
-HAMMER_SECONDS = 3.0
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path[:0] = [str(BENCH_DIR.parent), str(BENCH_DIR)]
+
+QUICK = os.environ.get("NBFLOW_BENCH_QUICK") == "1" or "--quick" in sys.argv
+ACQUIRES = 500 if QUICK else 3000  # uncontended acquire + release pairs timed for nbflow
+HAMMER_SECONDS = 1.0 if QUICK else 3.0
 
 _PREFECT = textwrap.dedent("""
     import json, statistics, sys, time
@@ -91,12 +95,9 @@ _HAMMER = textwrap.dedent("""
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NBFLOW_", "PREFECT_"))}
-    repo = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH", "")) if p)
-    env["NBFLOW_HOME"] = str(home)
-    env.update(extra)
-    return env
+    from _harness import base_env  # also Prefect's ephemeral-server settings, analytics off
+
+    return base_env(NBFLOW_HOME=str(home), **extra)
 
 
 def _nbflow(root: Path) -> dict[str, Any]:
@@ -172,20 +173,14 @@ def _hammer(home: Path, root: Path) -> float:
 
 def _prefect(root: Path) -> dict[str, Any] | str:
     """Prefect's numbers from a fresh process, or why there are none."""
-    try:
-        import importlib.util
+    import importlib.util
 
-        if importlib.util.find_spec("prefect") is None:
-            return "not installed"
-    except Exception:
+    only = os.environ.get("NBFLOW_BENCH_ONLY")
+    if only is not None and "prefect" not in only.split(","):
+        return "not run"
+    if importlib.util.find_spec("prefect") is None:
         return "not installed"
     env = _env(root / "unused", PREFECT_HOME=str(root / "prefect"))
-    env.update({
-        "PREFECT_SERVER_EPHEMERAL_ENABLED": "true",
-        "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "true",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",
-    })
     try:
         done = subprocess.run([sys.executable, "-c", _PREFECT], env=env, capture_output=True, text=True, timeout=600)
     except subprocess.TimeoutExpired:

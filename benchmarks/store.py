@@ -1,5 +1,5 @@
-"""Run store speed: what recording runs costs a task, a 100,000-task flow with the store on, reading
-one big run back, and the first flow run of a fresh process with an empty ``NBFLOW_HOME``.
+"""Run store speed: what recording runs costs a task, a 100,000-task flow with the store on, and reading
+one big run back. (The first flow run of a fresh process is a core row of compare.py.)
 
 Run: ``python benchmarks/store.py`` (``--quick`` for small sizes). ``run()`` returns the rows
 ``benchmarks/compare.py`` prints. Every measurement runs in a fresh process (``--job NAME``) with a
@@ -21,6 +21,7 @@ from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
+sys.path[:0] = [str(REPO), str(BENCH_DIR)]
 QUICK = os.environ.get("NBFLOW_BENCH_QUICK") == "1" or "--quick" in sys.argv
 N = 200 if QUICK else 1000  # tasks per flow in the overhead rows
 REPEATS = 3 if QUICK else 11
@@ -40,37 +41,23 @@ def _runtime(home: str, store: bool) -> Any:
 
 
 def _flows() -> dict[str, Any]:
+    from _common import build_flows
+
     from nbflow import flow, task
+    from nbflow.futures import wait
 
-    @task
-    def inc(x: int) -> int:
-        return x + 1
-
-    @flow
-    def empty() -> None:
-        return None
-
-    @flow
-    def chain(n: int) -> int:
-        x = 0
-        for _ in range(n):
-            x = inc(x)
-        return x
-
-    @flow
-    def fan(n: int) -> int:
-        return sum(f.result() for f in [inc.submit(i) for i in range(n)])
+    flows = build_flows(flow, task, wait)  # the same empty, chain and fan as compare.py's core rows
+    inc = flows["inc"]
 
     @flow(name="fan-out-graph")
     def graph(n: int) -> int:
         # Ten roots, each feeding a tenth of the tasks: n task runs, n - 10 edges.
         roots = [inc.submit(i) for i in range(10)]
         leaves = [inc.submit(roots[i % 10]) for i in range(n - 10)]
-        for leaf in leaves:
-            leaf.wait()
+        wait(leaves)
         return len(roots) + len(leaves)
 
-    return {"empty": empty, "chain": chain, "fan": fan, "graph": graph}
+    return {**flows, "graph": graph}
 
 
 def _cpu() -> float:
@@ -157,11 +144,9 @@ _JOBS = {"overhead": job_overhead, "big": job_big, "write": job_write, "read": j
 # --- driver ------------------------------------------------------------------------------------------
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NBFLOW_")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-    env["NBFLOW_HOME"] = str(home)
-    env.update(extra)
-    return env
+    from _harness import base_env
+
+    return base_env(NBFLOW_HOME=str(home), **extra)
 
 
 def _job(name: str, home: Path, **params: Any) -> dict[str, Any]:
@@ -172,20 +157,6 @@ def _job(name: str, home: Path, **params: Any) -> dict[str, Any]:
     if done.returncode != 0:
         raise RuntimeError(f"job {name} failed: {done.stderr.strip().splitlines()[-1:] or done.returncode}")
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def _first_run_ms(home: Path, store: bool, repeats: int) -> float:
-    """Wall time of `python -c` importing nbflow and running one one-task flow, empty home each time."""
-    code = ("from nbflow import flow, task\n@task\ndef one(): return 1\n@flow\ndef first(): return one()\n"
-            "assert first() == 1\n")
-    times = []
-    for i in range(repeats):
-        env = _env(home / f"first-{store}-{i}", NBFLOW_STORE_ENABLED=str(store).lower())
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], env=env, check=True,
-                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
 
 
 def run() -> list[dict[str, Any]]:
@@ -218,18 +189,12 @@ def run() -> list[dict[str, Any]]:
         rows.append({"workload": f"read one run of {READ:,} task runs + edges (nbflow.runs.graph)", "unit": "ms",
                      "nbflow": round(r["cold_s"] * 1000, 1), "target": "< 100 ms", "target_max": 100.0,
                      "note": f"first read in a fresh process; warm: {r['warm_s'] * 1000:.1f} ms"})
-        first_on = _first_run_ms(root, True, 3 if QUICK else 7)
-        first_off = _first_run_ms(root, False, 3 if QUICK else 7)
-        rows.append({"workload": "first flow run of a fresh process, empty NBFLOW_HOME (incl. imports)",
-                     "unit": "ms", "nbflow": round(first_on), "target": "< 300 ms", "target_max": 300.0,
-                     "note": f"store off: {first_off:.0f} ms; python -c, interpreter start included"})
     return rows
 
 
 if __name__ == "__main__":
     if "--job" in sys.argv:
         name, params = sys.argv[sys.argv.index("--job") + 1], json.loads(sys.argv[sys.argv.index("--job") + 2])
-        sys.path[:0] = [str(REPO)]
         result = _JOBS[name](**params)
         print(json.dumps(result))
     else:
