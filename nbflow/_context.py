@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Union
 
@@ -50,9 +51,36 @@ class FlowRunContext:
         self.parent = parent
         self._name_counts: dict[str, int] = {}
         self._lock = threading.Lock()
-        # id(result object) -> (task run id, the object). Holding the object keeps its id unique,
-        # so passing a task's returned value into another task can be recorded as a graph edge.
+        # id(result) -> (task run id, a weak reference to the result, or the result itself when it
+        # cannot be weakly referenced: lists, dicts, str...). Lets a value a task returned be
+        # recognised when it is passed into another task, and recorded as a graph edge.
         self.result_owners: dict[int, tuple[str, Any]] = {}
+
+    def track_result(self, value: Any, task_run_id: str) -> None:
+        """Remember that ``value`` came from ``task_run_id``, without keeping a large result (a
+        DataFrame, an array) alive once the user drops it: the entry goes when the value does."""
+        key = id(value)
+        owners = self.result_owners
+
+        def forget(ref: weakref.ref) -> None:
+            entry = owners.get(key)
+            if entry is not None and entry[1] is ref:
+                owners.pop(key, None)
+
+        try:
+            owners[key] = (task_run_id, weakref.ref(value, forget))
+        except TypeError:  # not weak-referenceable: hold it (its id must stay unique while known)
+            owners[key] = (task_run_id, value)
+
+    def result_owner(self, value: Any) -> str | None:
+        """The task run that returned this very object, if one did in this flow run."""
+        entry = self.result_owners.get(id(value))
+        if entry is None:
+            return None
+        held = entry[1]
+        if held is value or (held.__class__ is weakref.ref and held() is value):
+            return entry[0]  # type: ignore[no-any-return]
+        return None
 
     def next_task_run_name(self, task_name: str) -> str:
         """``fetch``, then ``fetch-2``, ``fetch-3``: a suffix only for later runs in this flow run."""

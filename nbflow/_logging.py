@@ -25,6 +25,7 @@ __all__ = ["get_run_logger", "log", "ConsoleLogger", "format_line", "format_user
 
 _LOGGER = logging.getLogger("nbflow")
 _LOGGER.propagate = False  # the console subscriber prints run lines; don't print them twice
+_LOGGER.setLevel(logging.DEBUG)  # each run logger filters by its own runtime's level
 
 
 class _BusHandler(logging.Handler):
@@ -45,7 +46,18 @@ _LOGGER.addHandler(_BusHandler())
 
 
 class RunLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """A logger bound to one run: ``logger.info("...")`` lands in that run's log."""
+    """A logger bound to one run: ``logger.info("...")`` lands in that run's log.
+
+    Its threshold is the run's runtime's level (``NBFLOW_LOGGING_LEVEL``), held here rather than set
+    on the shared ``logging`` logger, so runtimes with different levels never race.
+    """
+
+    def __init__(self, logger: logging.Logger, extra: dict[str, Any], level: int) -> None:
+        super().__init__(logger, extra)
+        self.level = level
+
+    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - logging's name
+        return level >= self.level and self.logger.isEnabledFor(level)
 
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
         kwargs["extra"] = {**(kwargs.get("extra") or {}), **self.extra}  # type: ignore[dict-item]
@@ -71,9 +83,7 @@ def get_run_logger() -> RunLogger:
     else:
         run = ctx.flow_run  # type: ignore[union-attr]
         name = "nbflow.flow_runs"
-    logger = logging.getLogger(name)
-    logger.setLevel(ctx.runtime.log_level)
-    return RunLogger(logger, {"nbflow_run": run, "nbflow_bus": ctx.runtime.bus})
+    return RunLogger(logging.getLogger(name), {"nbflow_run": run, "nbflow_bus": ctx.runtime.bus}, ctx.runtime.log_level)
 
 
 def log(bus: EventBus, run: FlowRun | TaskRun, level: int, message: str, timestamp: float) -> None:

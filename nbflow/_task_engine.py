@@ -44,21 +44,21 @@ def _trackable(value: Any) -> bool:
     return True
 
 
-def _visit(value: Any, owners: dict[int, tuple[str, Any]], futures: list[NbflowFuture], ids: list[str], depth: int) -> None:
+def _visit(value: Any, ctx: FlowRunContext, futures: list[NbflowFuture], ids: list[str], depth: int) -> None:
     if value.__class__ is NbflowFuture:
         futures.append(value)
         return
-    owner = owners.get(id(value))
-    if owner is not None and owner[1] is value:
-        ids.append(owner[0])
+    owner = ctx.result_owner(value)
+    if owner is not None:
+        ids.append(owner)
         return
     if depth < 3:
         if value.__class__ in _CONTAINERS and len(value) <= 10_000:
             for item in value:
-                _visit(item, owners, futures, ids, depth + 1)
+                _visit(item, ctx, futures, ids, depth + 1)
         elif value.__class__ is dict and len(value) <= 10_000:
             for item in value.values():
-                _visit(item, owners, futures, ids, depth + 1)
+                _visit(item, ctx, futures, ids, depth + 1)
 
 
 def _resolve(value: Any, depth: int = 0) -> Any:
@@ -90,15 +90,14 @@ def create_task_run(
     runtime = ctx.runtime
     futures: list[NbflowFuture] = []
     upstream_ids: list[str] = []
-    owners = ctx.result_owners
     for value in parameters.values():
         cls = value.__class__
         if cls is int or cls is float or cls is bool or value is None:
             continue
-        _visit(value, owners, futures, upstream_ids, 0)
+        _visit(value, ctx, futures, upstream_ids, 0)
     if wait_for:
         for value in wait_for:
-            _visit(value, owners, futures, upstream_ids, 0)
+            _visit(value, ctx, futures, upstream_ids, 0)
     name = task.task_run_name_for(parameters) or ctx.next_task_run_name(task.name)
     task_run = TaskRun(name, task.name, task.task_key, ctx.flow_run.id, parameters, task.options.tags)
     bus = runtime.bus
@@ -235,7 +234,7 @@ def _finish(task: Task, ctx: FlowRunContext, task_run: TaskRun, state: State) ->
     task_run.end_time = state.timestamp
     set_state(runtime.bus, task_run, state)
     if state.is_completed() and _trackable(state.data):
-        ctx.result_owners[id(state.data)] = (task_run.id, state.data)
+        ctx.track_result(state.data, task_run.id)
     hooks = task.options.on_completion if state.is_completed() else task.options.on_failure if state.is_failed() else ()
     if hooks:
         run_hooks(runtime, hooks, (task, task_run, state), task_run)

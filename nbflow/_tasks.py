@@ -51,6 +51,8 @@ class Task(Generic[R]):
         __tracebackhide__ = True  # IPython: show the user's frames, not ours
         ctx = flow_context()
         if ctx is None:
+            if return_state:
+                return _plain_call_state(self.fn, args, kwargs)
             return self.fn(*args, **kwargs)
         parameters = self.bind(args, kwargs)
         task_run, upstream = create_task_run(self, ctx, parameters, wait_for)
@@ -163,6 +165,24 @@ class Task(Generic[R]):
         if instance is None:
             return self
         return functools.partial(self, instance)
+
+
+def _plain_call_state(fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Any:
+    """Outside a flow, ``return_state=True`` still gives a state: ``Completed`` or ``Failed``."""
+    from nbflow import _states as states
+
+    if inspect.iscoroutinefunction(fn):
+        async def wrapped() -> Any:
+            try:
+                return states.Completed(data=await fn(*args, **kwargs))
+            except Exception as exc:
+                return states.Failed(f"{type(exc).__name__}: {exc}", data=exc)
+
+        return wrapped()
+    try:
+        return states.Completed(data=fn(*args, **kwargs))
+    except Exception as exc:
+        return states.Failed(f"{type(exc).__name__}: {exc}", data=exc)
 
 
 def _iterable(value: Any) -> bool:

@@ -87,6 +87,7 @@ class _Job:
             self._result, self._error, self._done = result, error, True
             waiters, callbacks = self._waiters, self._callbacks
             self._waiters = self._callbacks = None
+            self.pool.unfinished.pop(self, None)
         for waiter in waiters or ():
             waiter.release()
         for callback in callbacks or ():
@@ -139,12 +140,15 @@ class _Pool:
         self._queue: SimpleQueue[_Job | None] = SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._idle = threading.Semaphore(0)
-        self._jobs: list[_Job] = []
+        # Jobs not finished yet, in submission order. A finished job is dropped at once, so the
+        # results of a long flow's tasks are freed as soon as nobody holds their futures.
+        self.unfinished: dict[_Job, None] = {}
         self._lock = threading.Lock()
-        self.lock = threading.Lock()  # guards job completion and waiter lists
+        self.lock = threading.Lock()  # guards job completion, waiter lists and `unfinished`
 
     def submit(self, job: _Job) -> None:
-        self._jobs.append(job)
+        with self.lock:
+            self.unfinished[job] = None
         self._queue.put(job)
         if not self._idle.acquire(blocking=False):
             with self._lock:
@@ -155,22 +159,36 @@ class _Pool:
                     thread.start()
 
     def _work(self) -> None:
-        while (job := self._queue.get()) is not None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
             job.execute()
+            del job  # an idle worker must not keep its last task's result alive
             self._idle.release()
 
     def wait_all(self) -> None:
-        for job in self._jobs:  # also sees jobs that tasks submit while we wait
+        """Wait until every job is done, also those that tasks submit while we wait."""
+        while True:
+            with self.lock:
+                job = next(iter(self.unfinished), None)
+            if job is None:
+                return
             job.wait()
+
+    def _snapshot(self) -> list[_Job]:
+        with self.lock:
+            return list(self.unfinished)
 
     def cancel_all(self, grace: float = CANCEL_GRACE_SECONDS) -> None:
         """Cancel jobs that have not started; interrupt the running ones and give them ``grace``
         seconds to record how they ended (a thread stuck inside C may take longer: it is left)."""
-        for job in self._jobs:
+        jobs = self._snapshot()
+        for job in jobs:
             job.cancel()
         # A worker clears `job.thread` when the job ends, at any moment: read it once (reading it
         # twice could hand None to interrupt_thread, and an AttributeError would replace the interrupt).
-        running = [(job, thread) for job in self._jobs if (thread := job.thread) is not None]
+        running = [(job, thread) for job in jobs if (thread := job.thread) is not None]
         for _job, thread in running:
             interrupt_thread(thread)
         deadline = time.monotonic() + grace

@@ -124,14 +124,15 @@ def test_slots_of_a_killed_holder_return_after_its_lease(home):
     limits.create("killme", 1)
     child = subprocess.Popen(
         [sys.executable, "-c", HOLD_FOREVER],
-        env=child_env(home, NBFLOW_CONCURRENCY_LEASE_SECONDS="0.6"),
+        # a lease long enough that a busy machine never lets a living holder's lease lapse
+        env=child_env(home, NBFLOW_CONCURRENCY_LEASE_SECONDS="2.0"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
         assert child.stdout.readline().strip() == "held"
         [holder] = limits.inspect("killme").holders
         assert holder.pid == child.pid
-        time.sleep(2.0)  # more than three leases: the living holder keeps renewing its slot
+        time.sleep(4.5)  # more than two leases: the living holder keeps renewing its slot
         with pytest.raises(AcquireConcurrencySlotTimeoutError, match="'killme'"):
             with concurrency("killme", timeout_seconds=0):
                 pass

@@ -27,6 +27,9 @@ def boom(message="boom"):
 
 def test_task_outside_flow_is_a_plain_call(harness):
     assert add(1, 2) == 3
+    assert add(1, 2, return_state=True).result() == 3
+    failed = boom("outside", return_state=True)
+    assert failed.is_failed() and isinstance(failed.result(raise_on_failure=False), ValueError)
     assert harness.recorder.events == []  # no run was created
 
 
@@ -225,7 +228,7 @@ def test_tasks_may_submit_and_wait_for_tasks_even_with_one_worker(harness):
     assert pipeline() == [3, 6]
 
 
-def test_default_thread_pool_is_bounded(harness):
+def test_a_thread_pool_never_runs_more_threads_than_its_size(harness):
     seen: set[str] = set()
 
     @task
@@ -330,3 +333,39 @@ def test_task_with_positional_only_and_var_args(harness):
         return combine(1, 2, 3, scale=2, bonus=10), combine.submit(1, scale=3).result()
 
     assert pipeline() == (22, 3)
+
+
+def test_results_the_flow_no_longer_holds_are_freed_before_it_ends(tmp_path):
+    """A loop over large results must not keep every one of them alive until the flow ends."""
+    import gc
+    import weakref
+
+    from nbflow._runtime import Runtime, use_runtime
+    from nbflow._settings import Settings
+
+    class Big:
+        pass
+
+    freed: list[int] = []
+
+    @task
+    def make(i):
+        big = Big()
+        weakref.finalize(big, freed.append, i)
+        return big
+
+    @task
+    def use(big):
+        return 1
+
+    @flow
+    def pipeline():
+        for i in range(3):
+            use(make(i))  # a returned object passed on: an edge, then dropped
+        for i in range(3, 6):
+            make.submit(i).wait()  # a future dropped once done
+        gc.collect()
+        return sorted(freed)
+
+    with use_runtime(Runtime(Settings(home=tmp_path, store_enabled=False), console=False)):
+        assert pipeline() == [0, 1, 2, 3, 4, 5]
