@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import os
+import sys
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar, overload
 
@@ -24,7 +26,7 @@ from nbflow.exceptions import CancelledRun, FlowRunTimeoutError
 from nbflow.futures import NbflowFuture
 from nbflow.task_runners import ThreadPoolTaskRunner
 
-__all__ = ["Flow", "flow"]
+__all__ = ["Flow", "flow", "flow_entrypoint"]
 
 R = TypeVar("R")
 
@@ -209,6 +211,29 @@ def _finish(flow: Flow, flow_run: FlowRun, runtime: Runtime, state: State, hooks
     log(runtime.bus, flow_run, logging.INFO, f"Finished in state {state!r}", runtime.clock.now())
     runtime.bus.emit(FlowRunFinished(flow_run))
     return state
+
+
+def flow_entrypoint(fn: Any) -> str:
+    """Where ``fn`` (a flow's function) can be imported from by another process.
+
+    ``"package.module:qualname"``; for a script run as ``python script.py``, ``"/abs/script.py:qualname"``;
+    ``"__main__:qualname"`` for code typed in a notebook or REPL, which no other process can import.
+    """
+    module = getattr(fn, "__module__", None) or "__main__"
+    qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "?")
+    if module == "__main__":
+        main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+        code_file = getattr(getattr(fn, "__code__", None), "co_filename", None)
+        if main_file and code_file and main_file.endswith(".py") and _same_path(main_file, code_file):
+            return f"{os.path.abspath(main_file)}:{qualname}"
+    return f"{module}:{qualname}"
+
+
+def _same_path(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 @overload

@@ -21,7 +21,7 @@ from nbflow.exceptions import NbflowError, RunNotFoundError
 if TYPE_CHECKING:
     from nbflow._flows import Flow
 
-__all__ = ["RecordedRun", "find_flow_run", "flow_entrypoint", "load_flow", "rerun"]
+__all__ = ["RecordedRun", "find_flow_run", "load_flow", "rerun"]
 
 _MAIN = "__main__"
 
@@ -40,29 +40,6 @@ class RecordedRun:
         import nbflow.runs
 
         return nbflow.runs.load_parameters(self.id)
-
-
-def flow_entrypoint(fn: Any) -> str:
-    """Where ``fn`` (a flow's function) can be imported from by another process.
-
-    ``"package.module:qualname"``; for a script run as ``python script.py``, ``"/abs/script.py:qualname"``;
-    ``"__main__:qualname"`` for code typed in a notebook or REPL, which no other process can import.
-    """
-    module = getattr(fn, "__module__", None) or _MAIN
-    qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "?")
-    if module == _MAIN:
-        main_file = getattr(sys.modules.get(_MAIN), "__file__", None)
-        code_file = getattr(getattr(fn, "__code__", None), "co_filename", None)
-        if main_file and code_file and main_file.endswith(".py") and _same_path(main_file, code_file):
-            return f"{os.path.abspath(main_file)}:{qualname}"
-    return f"{module}:{qualname}"
-
-
-def _same_path(a: str, b: str) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 # --- finding the run ---------------------------------------------------------------------------------

@@ -117,7 +117,7 @@ class Writer:
         """Record where the flow is defined (reruns and crash hooks import it); the context knows."""
         ctx = current.get()
         if ctx.__class__ is FlowRunContext and ctx.flow_run is run:  # type: ignore[union-attr]
-            from nbflow._cache.rerun import flow_entrypoint  # the one spelling reruns read back
+            from nbflow._flows import flow_entrypoint  # the one spelling reruns read back
 
             self._append(_FlowRef(run.id, flow_entrypoint(ctx.flow.fn)))  # type: ignore[union-attr]
 
