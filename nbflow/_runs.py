@@ -64,7 +64,7 @@ class FlowRun:
         self.rerun_of = rerun_of
         self.deployment_id = deployment_id
         self.pid = os.getpid()
-        self.host = _HOST
+        self.host = HOST
 
     kind = "flow"
 
@@ -109,4 +109,4 @@ class TaskRun:
         return f"TaskRun(name={self.name!r}, state={self.state!r})"
 
 
-_HOST = socket.gethostname()
+HOST = socket.gethostname()  # recorded with every flow run; the crash sweep and leases compare it

@@ -12,7 +12,6 @@ import importlib
 import logging
 import os
 import pickle
-import socket
 import sqlite3
 import sys
 import threading
@@ -24,10 +23,10 @@ from typing import Any
 from nbflow._store import db
 from nbflow._store.history import FINAL_SQL, history_entry
 from nbflow._store.processes import is_alive
+from nbflow._runs import HOST
 
 __all__ = ["sweep", "CrashedRun", "run_crash_hooks"]
 
-_HOST = socket.gethostname()
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ def _verdict(row: sqlite3.Row | tuple, now: float, crash_after: float) -> str | 
     """Why the run's process is gone, or None while it may be alive."""
     _id, _name, _flow, _ref, pid, pid_start, host, heartbeat, start = row
     last_sign = heartbeat or start or now
-    if host == _HOST and pid is not None:
+    if host == HOST and pid is not None:
         if pid == os.getpid():
             return None  # ours: running in this very process
         alive = is_alive(pid, pid_start)
@@ -94,7 +93,7 @@ def _mark(conn: sqlite3.Connection, dead: list[tuple[Any, str]], now: float) -> 
         conn.execute(
             "INSERT INTO logs (flow_run_id, task_run_id, level, timestamp, logger, message)"
             " VALUES (?, NULL, ?, ?, 'nbflow.sweep', ?)",
-            (run_id, logging.ERROR, now, f"{message}; marked Crashed by pid {os.getpid()} on {_HOST}"),
+            (run_id, logging.ERROR, now, f"{message}; marked Crashed by pid {os.getpid()} on {HOST}"),
         )
         task_message = "Task run crashed: its flow run's process is gone"
         entry = history_entry(Crashed(task_message, timestamp=now))

@@ -8,6 +8,7 @@ import time
 from dataclasses import asdict
 
 from nbflow.cli import CliError
+from nbflow.cli._format import when
 
 __all__ = ["register"]
 
@@ -45,9 +46,9 @@ def _ls(args: argparse.Namespace) -> int:
     now = time.time()
     rows = [("TASK", "KEY", "SIZE", "STORED", "LAST USED", "EXPIRES")]
     for e in entries:
-        expires = "never" if e.expires is None else ("expired" if e.expires <= now else _when(e.expires))
-        used = _when(e.accessed) if e.accessed else "-"
-        rows.append((e.task or "?", e.key[:12], _size(e.size), _when(e.stored), used, expires))
+        expires = "never" if e.expires is None else ("expired" if e.expires <= now else when(e.expires))
+        used = when(e.accessed) if e.accessed else "-"
+        rows.append((e.task or "?", e.key[:12], _size(e.size), when(e.stored), used, expires))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
@@ -97,6 +98,3 @@ def _size(n: int) -> str:
         value /= 1024
     return f"{value:.1f} TB"
 
-
-def _when(ts: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))

@@ -7,6 +7,7 @@ import json
 import time
 from dataclasses import asdict
 from typing import Any
+from nbflow.cli._format import table, when
 
 __all__ = ["register"]
 
@@ -121,7 +122,7 @@ def _ls(args: argparse.Namespace) -> int:
             _num(limit.slot_decay_per_second) if limit.slot_decay_per_second else "-",
             str(len(limit.holders)), str(len(limit.waiters)),
         ))
-    _table(rows)
+    table(rows)
     return 0
 
 
@@ -140,27 +141,19 @@ def _inspect(args: argparse.Namespace) -> int:
     if limit.holders:
         rows = [("  LEASE", "SLOTS", "HOLDER", "PROCESS", "SINCE", "LEASE ENDS")]
         for h in limit.holders:
-            rows.append((f"  {h.lease_id[:8]}", str(h.occupy), h.holder, f"{h.pid}@{h.host}", _when(h.acquired),
+            rows.append((f"  {h.lease_id[:8]}", str(h.occupy), h.holder, f"{h.pid}@{h.host}", when(h.acquired),
                          f"in {max(0.0, h.expires - now):.0f} s unless renewed"))
-        _table(rows)
+        table(rows)
     print(f"waiting:       {len(limit.waiters)}")
     if limit.waiters:
         rows = [("  TICKET", "SLOTS", "WAITER", "PROCESS", "SINCE")]
         for w in limit.waiters:
-            rows.append((f"  {w.ticket}", str(w.occupy), w.holder, f"{w.pid}@{w.host}", _when(w.since)))
-        _table(rows)
+            rows.append((f"  {w.ticket}", str(w.occupy), w.holder, f"{w.pid}@{w.host}", when(w.since)))
+        table(rows)
     return 0
-
-
-def _when(timestamp: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
 
 
 def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
 
 
-def _table(rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from nbflow.cli import CliError
+from nbflow.cli._format import table, when
 
 __all__ = ["register"]
 
@@ -78,9 +79,6 @@ def _level(text: str) -> int:
 
 # --- formatting ------------------------------------------------------------------------------------
 
-def _when(ts: float | None) -> str:
-    return "" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
-
 
 def _duration(seconds: float | None) -> str:
     if seconds is None:
@@ -92,12 +90,6 @@ def _duration(seconds: float | None) -> str:
     if seconds < 3600:
         return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
     return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
-
-
-def _table(rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
 def _dump(value: Any) -> None:
@@ -120,8 +112,8 @@ def _ls(args: argparse.Namespace) -> int:
     rows = [("ID", "NAME", "FLOW", "STATE", "STARTED", "DURATION")]
     for r in records:
         name = r.name if r.parent_flow_run_id is None else f"{r.name} (subflow)"
-        rows.append((r.id[:8], name, r.flow_name, r.state_name or "", _when(r.start_time or r.created), _duration(r.duration)))
-    _table(rows)
+        rows.append((r.id[:8], name, r.flow_name, r.state_name or "", when(r.start_time or r.created), _duration(r.duration)))
+    table(rows)
     return 0
 
 
@@ -138,8 +130,8 @@ def _inspect(args: argparse.Namespace) -> int:
         ("Flow run", f"{run.name} ({run.id})"),
         ("Flow", run.flow_name + (f"  [{run.flow_ref}]" if run.flow_ref else "")),
         ("State", f"{state!r}" if state else "(none yet)"),
-        ("Started", _when(run.start_time)),
-        ("Ended", _when(run.end_time)),
+        ("Started", when(run.start_time)),
+        ("Ended", when(run.end_time)),
         ("Duration", _duration(run.duration)),
         ("Attempts", str(run.run_count)),
         ("Process", f"pid {run.pid} on {run.host}" if run.pid else ""),
@@ -157,10 +149,10 @@ def _inspect(args: argparse.Namespace) -> int:
             print(f"{label + ':':<{width + 1}} {value}")
     print("\nStates:")
     for s in run.history:
-        print(f"  {_when(s.timestamp)}  {s!r}")
+        print(f"  {when(s.timestamp)}  {s!r}")
     if graph.subflow_runs:
         print("\nSubflow runs:")
-        _table([("ID", "NAME", "FLOW", "STATE", "DURATION")] + [
+        table([("ID", "NAME", "FLOW", "STATE", "DURATION")] + [
             (r.id[:8], r.name, r.flow_name, r.state_name or "", _duration(r.duration)) for r in graph.subflow_runs])
     tasks = graph.task_runs
     counts: dict[str, int] = {}
@@ -171,8 +163,8 @@ def _inspect(args: argparse.Namespace) -> int:
     if tasks:
         rows = [("NAME", "STATE", "ATTEMPTS", "STARTED", "DURATION")]
         for t in tasks[:_TASK_ROWS_SHOWN]:
-            rows.append((t.name, t.state_name or "", str(t.run_count), _when(t.start_time), _duration(t.duration)))
-        _table(rows)
+            rows.append((t.name, t.state_name or "", str(t.run_count), when(t.start_time), _duration(t.duration)))
+        table(rows)
         if len(tasks) > _TASK_ROWS_SHOWN:
             print(f"... and {len(tasks) - _TASK_ROWS_SHOWN} more (--json shows them all)")
     return 0

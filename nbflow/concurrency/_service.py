@@ -9,7 +9,6 @@ waiters near the front), and a release in this process wakes this process's wait
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import threading
 import warnings
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from nbflow._clock import Clock, SystemClock
 from nbflow.concurrency._leases import Renewer
+from nbflow._runs import HOST
 from nbflow.exceptions import (
     AcquireConcurrencySlotTimeoutError,
     ConcurrencyLimitError,
@@ -41,7 +41,6 @@ _HEAD_DELAY = 0.005  # cap for a waiter with nobody ahead of it (at most one per
 _NEAR_DELAY = 0.010  # cap for a waiter that the next release could serve
 _FAR_DELAY = 0.100  # cap for everyone else
 
-_HOST = socket.gethostname()
 _warned: set[str] = set()  # names already warned about: one warning per name per process
 _warned_lock = threading.Lock()
 _services: weakref.WeakSet[LimitService] = weakref.WeakSet()
@@ -105,7 +104,7 @@ class LimitService:
     def request(self, names: tuple[str, ...], occupy: int, mode: str, holder: str | None = None) -> Request:
         from nbflow.concurrency._storage import Request
 
-        return Request(names, occupy, mode, os.urandom(16).hex(), holder or _holder(), os.getpid(), _HOST)
+        return Request(names, occupy, mode, os.urandom(16).hex(), holder or _holder(), os.getpid(), HOST)
 
     def steps(
         self,
