@@ -142,3 +142,35 @@ def test_a_run_that_ends_in_the_background_leaves_its_final_picture_in_the_cell_
     assert "(background): Completed" in plain(shown)[1]
     snap = saved_snapshot(kernel, "in-the-background")
     assert snap["final"] and sorted(n["label"] for n in snap["graph"]["nodes"]) == ["load", "wait_for"]
+
+
+def test_the_monitor_of_a_finished_cell_lets_go_of_the_task_results(kernel: NotebookKernel) -> None:
+    kernel.run(
+        "import gc, weakref\n"
+        "from nbflow.jupyter._session import active_session\n"
+        "class Big:\n"
+        "    pass\n"
+        "made = []\n"
+        "@task\n"
+        "def make():\n"
+        "    value = Big()\n"
+        "    made.append(weakref.ref(value))\n"
+        "    return value\n"
+        "@task\n"
+        "def use(x):\n"
+        "    return 1\n"
+        "@flow(name='holds')\n"
+        "def holds():\n"
+        "    use(make())\n"
+    )
+    cell = kernel.run("holds()")
+    assert len(widgets(cell)) == 1 and "(holds): Completed" in plain(cell)[-1]
+
+    after = kernel.run(
+        "shown = active_session().monitor_of(active_session().recent[-1].id)\n"
+        "print(shown.wait(30))\n"
+        "gc.collect()\n"
+        "print(len(made), made[0]() is None)\n"
+    )
+
+    assert stream(after, "stdout").split() == ["True", "1", "True"]  # the widget still shows the run, not its result

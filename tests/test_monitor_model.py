@@ -307,6 +307,38 @@ def test_results_are_never_stringified_and_are_let_go_once_the_run_ended(tmp_pat
     assert states_by_label(model.snapshot()) == {"make": "Completed", "use": "Completed"}
 
 
+def test_the_final_picture_is_the_same_before_and_after_the_results_are_let_go(monitors: Monitors) -> None:
+    # The widget publishes the final picture from the live records and lets go of them later.
+    @flow(name="inner")
+    def inner() -> int:
+        return load(7)
+
+    cached = load.with_options(name="cached_load", cache_policy=cache_policies.INPUTS)
+
+    @flow(name="mixed")
+    def mixed() -> None:
+        checked = [double.submit(load.submit(i)) for i in range(3)]
+        boom.submit(checked[0]).wait()
+        cached(1)
+        cached(1)
+        inner()
+
+    mixed()
+    model = monitors.models[0]
+
+    def picture() -> dict[str, Any]:
+        snap = model.snapshot(final=True)
+        snap["graph"].pop("v")  # message and graph versions count up with every message
+        details = {node_id: model.detail(node_id) for node_id in snap["nodes"]}
+        return {**{k: v for k, v in snap.items() if k not in ("seq", "now")}, "panels": details}
+
+    live = picture()
+    model.compact()
+
+    assert live["details"] and live["run"]["state"] == "Completed"
+    assert picture() == live
+
+
 def test_runs_of_other_flows_on_the_same_bus_are_not_shown(monitors: Monitors) -> None:
     @flow(name="first")
     def first() -> None:
