@@ -215,6 +215,11 @@ class Bench:
                 self.rows.append(row)
 
 
+def _load() -> float:
+    """The 1-minute load average (NaN where the platform has none)."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
 def _div(value: float | None, by: float) -> float | None:
     return value / by if value is not None else None
 
@@ -237,6 +242,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = QUICK if args.quick else FULL
+    load_before = _load()  # what else the machine was doing; at the end it counts our own processes too
     bench = Bench(args.frameworks, sizes)
     versions = {fw: version(fw) if installed(fw) else "not installed" for fw in args.frameworks}
     baseline = bench.startup_s * 1000
@@ -245,9 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         bench.plugins()
     finally:
         bench.homes.cleanup()
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     machine = f"Python {platform.python_version()}, {platform.system()} {platform.machine()}, " \
-              f"{os.cpu_count()} CPUs, load average {load:.1f} at the end"
+              f"{os.cpu_count()} CPUs, load average {load_before:.1f} at the start, {_load():.1f} at the end"
     print("nbflow benchmarks: " + ", ".join(f"{TITLES[fw]} {v}" for fw, v in versions.items()))
     print(f"{machine}; `python -c pass` takes {baseline:.0f} ms; N = {sizes.n:,}"
           + (" (--quick: small N, not a measurement)" if args.quick else ""))
