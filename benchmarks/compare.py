@@ -1,6 +1,6 @@
 """nbflow vs Prefect vs Dask: the same workloads, one run, one table.
 
-    python benchmarks/compare.py                 # everything: 6-8 minutes with Prefect
+    python benchmarks/compare.py                 # everything: about 6 minutes on 2 cores
     python benchmarks/compare.py --quick         # small N, a smoke test
     python benchmarks/compare.py --only nbflow   # skip the peers (also: --only nbflow,dask)
     python benchmarks/compare.py --json out.json
