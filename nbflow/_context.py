@@ -67,9 +67,9 @@ class FlowRunContext:
             if entry is not None and entry[1] is ref:
                 owners.pop(key, None)
 
-        try:
+        if type(value).__weakrefoffset__:
             owners[key] = (task_run_id, weakref.ref(value, forget))
-        except TypeError:  # not weak-referenceable: hold it (its id must stay unique while known)
+        else:  # not weak-referenceable (int, str, list, dict...): hold it, its id must stay unique
             owners[key] = (task_run_id, value)
 
     def result_owner(self, value: Any) -> str | None:

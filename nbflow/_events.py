@@ -1,7 +1,8 @@
 """Run events and the bus that carries them from the engine to its subscribers.
 
 The engine only emits; the console logger, the run store, the result cache writer and the widget
-monitor subscribe. Subscribers run synchronously in the emitting thread, so they must be quick:
+monitor subscribe. Events are read-only by convention (not frozen dataclasses: a frozen one costs
+three times as much to build, and the engine builds five per task run). Subscribers run synchronously in the emitting thread, so they must be quick:
 anything slow (disk, network, widget messages) is queued and done elsewhere.
 """
 
@@ -19,14 +20,14 @@ from nbflow._states import State
 __all__ = ["RunCreated", "StateChanged", "LogEmitted", "EdgeAdded", "FlowRunFinished", "Event", "EventBus", "Subscriber"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RunCreated:
     """A flow or task run exists. ``run`` is live: read what you need now, it changes later."""
 
     run: FlowRun | TaskRun
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StateChanged:
     """``run`` entered ``state`` (already set on ``run.state``). ``state`` itself never changes."""
 
@@ -34,7 +35,7 @@ class StateChanged:
     state: State
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LogEmitted:
     """A log line of a run (engine lines, ``get_run_logger()`` and ``log_prints`` alike)."""
 
@@ -45,7 +46,7 @@ class LogEmitted:
     logger: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EdgeAdded:
     """Task run ``downstream_id`` consumes the result of task run ``upstream_id`` (same flow run)."""
 
@@ -54,7 +55,7 @@ class EdgeAdded:
     downstream_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FlowRunFinished:
     """The last event of a flow run: its final state, hooks and closing log line came before.
 
