@@ -70,3 +70,12 @@ def fake_time(tmp_path) -> Iterator[Harness]:
     h = Harness(str(tmp_path / "home"), FakeClock())
     with use_runtime(h.runtime):
         yield h
+
+
+@pytest.fixture
+def h(tmp_path) -> Iterator[object]:
+    """A runtime with a real result cache in a temp home (see ``cache_support.CacheHarness``)."""
+    from cache_support import CacheHarness
+
+    with CacheHarness(tmp_path / "home") as harness:
+        yield harness

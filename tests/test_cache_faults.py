@@ -9,17 +9,10 @@ import sys
 import threading
 import types
 
-import pytest
 
 from cache_support import CacheHarness
 from nbflow import flow, task
 from nbflow.cache_policies import INPUTS
-
-
-@pytest.fixture
-def h(tmp_path):
-    with CacheHarness(tmp_path / "home") as harness:
-        yield harness
 
 
 def test_unhashable_input_warns_once_naming_argument_and_type_and_runs(h):

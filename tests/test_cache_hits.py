@@ -6,18 +6,11 @@ import asyncio
 import time
 from datetime import timedelta
 
-import pytest
 
 from cache_support import CacheHarness
 from nbflow import flow, task
 from nbflow._clock import FakeClock
 from nbflow.cache_policies import DEFAULT, INPUTS, NO_CACHE
-
-
-@pytest.fixture
-def h(tmp_path):
-    with CacheHarness(tmp_path / "home") as harness:
-        yield harness
 
 
 def test_hit_is_cached_state_body_skipped_and_logged(h):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import linecache
 import pytest
 
-from cache_support import CacheHarness
+
 from nbflow import flow, task
 from nbflow.cache_policies import (
     DEFAULT,
@@ -19,12 +19,6 @@ from nbflow.cache_policies import (
     Inputs,
 )
 from nbflow.tasks import task_input_hash
-
-
-@pytest.fixture
-def h(tmp_path):
-    with CacheHarness(tmp_path / "home") as harness:
-        yield harness
 
 
 def test_policies_combine_order_free_and_flatten():
