@@ -176,7 +176,7 @@ def prune(older_than: timedelta | float | str) -> int:
     included) were deleted."""
     import time
 
-    from nbflow.cache import parse_duration
+    from nbflow._durations import parse_duration
 
     before = time.time() - parse_duration(older_than)
     store = _store()

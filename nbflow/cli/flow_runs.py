@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from nbflow.cli import CliError
+from nbflow._durations import format_duration, parse_duration
 from nbflow.cli._format import table, when
 
 __all__ = ["register"]
@@ -80,16 +81,6 @@ def _level(text: str) -> int:
 # --- formatting ------------------------------------------------------------------------------------
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
-    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
 
 
 def _dump(value: Any) -> None:
@@ -112,7 +103,7 @@ def _ls(args: argparse.Namespace) -> int:
     rows = [("ID", "NAME", "FLOW", "STATE", "STARTED", "DURATION")]
     for r in records:
         name = r.name if r.parent_flow_run_id is None else f"{r.name} (subflow)"
-        rows.append((r.id[:8], name, r.flow_name, r.state_name or "", when(r.start_time or r.created), _duration(r.duration)))
+        rows.append((r.id[:8], name, r.flow_name, r.state_name or "", when(r.start_time or r.created), format_duration(r.duration)))
     table(rows)
     return 0
 
@@ -132,7 +123,7 @@ def _inspect(args: argparse.Namespace) -> int:
         ("State", f"{state!r}" if state else "(none yet)"),
         ("Started", when(run.start_time)),
         ("Ended", when(run.end_time)),
-        ("Duration", _duration(run.duration)),
+        ("Duration", format_duration(run.duration)),
         ("Attempts", str(run.run_count)),
         ("Process", f"pid {run.pid} on {run.host}" if run.pid else ""),
         ("Parameters", json.dumps(run.parameters) if run.parameters else "{}"),
@@ -153,7 +144,7 @@ def _inspect(args: argparse.Namespace) -> int:
     if graph.subflow_runs:
         print("\nSubflow runs:")
         table([("ID", "NAME", "FLOW", "STATE", "DURATION")] + [
-            (r.id[:8], r.name, r.flow_name, r.state_name or "", _duration(r.duration)) for r in graph.subflow_runs])
+            (r.id[:8], r.name, r.flow_name, r.state_name or "", format_duration(r.duration)) for r in graph.subflow_runs])
     tasks = graph.task_runs
     counts: dict[str, int] = {}
     for t in tasks:
@@ -163,7 +154,7 @@ def _inspect(args: argparse.Namespace) -> int:
     if tasks:
         rows = [("NAME", "STATE", "ATTEMPTS", "STARTED", "DURATION")]
         for t in tasks[:_TASK_ROWS_SHOWN]:
-            rows.append((t.name, t.state_name or "", str(t.run_count), when(t.start_time), _duration(t.duration)))
+            rows.append((t.name, t.state_name or "", str(t.run_count), when(t.start_time), format_duration(t.duration)))
         table(rows)
         if len(tasks) > _TASK_ROWS_SHOWN:
             print(f"... and {len(tasks) - _TASK_ROWS_SHOWN} more (--json shows them all)")
@@ -235,7 +226,6 @@ def _delete(args: argparse.Namespace) -> int:
 
 def _prune(args: argparse.Namespace) -> int:
     import nbflow.runs
-    from nbflow.cache import parse_duration
 
     try:
         seconds = parse_duration(args.older_than)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from nbflow._durations import format_duration
+
 __all__ = ["RunRow", "row_of", "render_table", "monitor_picker"]
 
 SHORT_ID = 8
@@ -72,10 +74,7 @@ def _seconds(moment: float | datetime | None) -> float | None:
 def _duration(row: RunRow, now: float) -> str:
     if row.start is None:
         return ""
-    seconds = max(0.0, (row.end if row.end is not None else now) - row.start)
-    text = f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s" if seconds < 60 else (
-        f"{int(seconds // 60)}m {int(seconds % 60):02d}s" if seconds < 3600 else f"{int(seconds // 3600)}h {int(seconds % 3600 // 60):02d}m"
-    )
+    text = format_duration(max(0.0, (row.end if row.end is not None else now) - row.start))
     return text if row.finished else text + " …"
 
 

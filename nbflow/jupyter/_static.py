@@ -16,6 +16,8 @@ import time
 from collections import defaultdict
 from typing import Any
 
+from nbflow._durations import format_duration
+
 __all__ = ["PALETTE", "render_html", "render_svg", "render_text", "layered_layout"]
 
 # Colours of states as [fill, stroke]; by state name first, then by state type. One definition: the
@@ -215,19 +217,6 @@ def render_svg(snapshot: dict[str, Any]) -> str:
     return "".join(out)
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes = int(seconds // 60)
-    if minutes < 60:
-        return f"{minutes}m {int(seconds % 60)}s"
-    return f"{minutes // 60}h {minutes % 60}m"
-
-
 def _elapsed(run: dict[str, Any], now: float | None) -> float | None:
     if run.get("start") is None:
         return None
@@ -241,7 +230,7 @@ def render_text(snapshot: dict[str, Any]) -> str:
     counts = snapshot.get("counts") or {}
     total = sum(n for _t, n in counts.values())
     parts = ", ".join(f"{name} {counts[name][1]}" for name in _ordered(counts))
-    took = _duration(_elapsed(run, snapshot.get("now")))
+    took = format_duration(_elapsed(run, snapshot.get("now")))
     verb = "in" if run.get("end") is not None else "for"
     line = f"Flow run {run.get('name')!r} ({run.get('flow')}): {run.get('state')}" + (f" {verb} {took}" if took else "")
     return line + (f" · {total} task run{'s' if total != 1 else ''}: {parts}" if total else " · no task runs")
@@ -255,7 +244,7 @@ def render_html(snapshot: dict[str, Any], *, failures: int = 10, log_lines: int 
     fill, stroke = colours(run.get("state"), run.get("type"))
     total = sum(n for _t, n in counts.values())
     done = sum(n for t, n in counts.values() if t in _FINAL)
-    took = _duration(_elapsed(run, snapshot.get("now")))
+    took = format_duration(_elapsed(run, snapshot.get("now")))
     parts = [
         f'<div data-nbflow-static="{esc(str(run.get("id", "")))}" style="font-family:{esc(_FONT)};font-size:12px;'
         'border:1px solid #e5e7eb;border-radius:6px;padding:8px 10px;max-width:100%;box-sizing:border-box">',
