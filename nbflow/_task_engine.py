@@ -154,17 +154,18 @@ def task_lifecycle(
             redirect = print_redirect()
             redirect.__enter__()
         task_run.start_time = now = clock.now()
+        task_run.run_count += 1  # before the state: subscribers copy the run as each state is emitted
         set_state(bus, task_run, State(states.StateType.RUNNING, timestamp=now))
         delays = retry_delays(options) if options.retries else ()
         args, kwargs = task.call_arguments(parameters)
         while True:
-            task_run.run_count += 1
             outcome: Outcome = yield Call(task.fn, args, kwargs, options.timeout_seconds, task.isasync)
             state = _outcome_state(task_run, outcome, options.timeout_seconds, clock.now())
             delay = next_retry(task, task_run, state, runtime, delays)
             if delay is None:
                 break
             yield Sleep(delay)
+            task_run.run_count += 1
     except cancellations() as exc:
         state = states.Cancelled("Task run was interrupted", data=CancelledRun("interrupted"), timestamp=clock.now())
         _finish(task, ctx, task_run, state)

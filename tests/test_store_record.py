@@ -3,11 +3,14 @@ parameters, and what the caller of a flow can count on when the call returns."""
 
 from __future__ import annotations
 
+import contextvars
+import gc
 import logging
 import os
 import socket
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import pytest
@@ -265,3 +268,41 @@ def test_a_task_run_whose_row_was_replaced_never_overwrites_the_new_row(tmp_path
 def _task_states(home: Path) -> list[tuple[str, str]]:
     with db(home) as conn:
         return conn.execute("SELECT name, state_type FROM task_runs ORDER BY rowid").fetchall()
+
+
+def test_a_task_input_is_freed_when_the_task_is_done_even_while_the_store_cannot_write(tmp_path: Path) -> None:
+    # The store copies what it records when the event happens: it never keeps a task's inputs (a big
+    # DataFrame, say) alive until its writer gets to them, even when another program holds the lock.
+    home = tmp_path / "home"
+    checked = threading.Event()
+
+    class Frame:
+        pass
+
+    @task
+    def size(frame: Frame) -> int:
+        return 1
+
+    @flow
+    def uses_a_frame() -> bool:
+        frame = Frame()
+        freed = weakref.ref(frame)
+        size.submit(frame).wait()
+        del frame
+        gc.collect()
+        checked.set()
+        return freed() is None
+
+    with recording(home) as runtime:
+        runtime.store.flush()
+        with db(home) as blocker:
+            blocker.execute("BEGIN IMMEDIATE")  # the writer cannot commit until this ends
+            done: list[bool] = []
+            context = contextvars.copy_context()  # the thread runs the flow with this test's runtime
+            thread = threading.Thread(target=lambda: done.append(context.run(uses_a_frame)))
+            thread.start()
+            assert checked.wait(60)
+            blocker.rollback()
+            thread.join(60)
+        assert done == [True]
+        assert [t.state_name for t in runs.task_runs(runs.flow_runs()[0].id)] == ["Completed"]

@@ -12,14 +12,14 @@ from typing import Any
 
 from nbflow._states import FINAL_TYPE_NAMES, StateType
 
-__all__ = ["history_entry", "parse_history", "PLAIN", "DEFAULT_NAME", "FINAL_SQL"]
+__all__ = ["history_entry", "encode_entry", "parse_history", "PLAIN", "DEFAULT_NAME", "FINAL_SQL"]
 
 # Each type's default name (stored as null), and the start of an entry for a state that has it.
 DEFAULT_NAME = {t: t.value.title() for t in StateType}
 PLAIN = {t: f'["{t.value}",null,' for t in StateType}
 FINAL_SQL = "(" + ", ".join(f"'{name}'" for name in sorted(FINAL_TYPE_NAMES)) + ")"
 """The final state types as an SQL list, for ``state_type IN {FINAL_SQL}``."""
-_encode = json.JSONEncoder(ensure_ascii=False, check_circular=False, separators=(",", ":")).encode
+encode_entry = json.JSONEncoder(ensure_ascii=False, check_circular=False, separators=(",", ":")).encode
 
 
 def history_entry(state: Any) -> str:
@@ -34,7 +34,7 @@ def history_entry(state: Any) -> str:
     """
     if state.message is None and state.name == DEFAULT_NAME[state.type]:
         return f"{PLAIN[state.type]}{int(state.timestamp * 1e6)}]"
-    return _encode([state.type.value, state.name, int(state.timestamp * 1e6), state.message])
+    return encode_entry([state.type.value, state.name, int(state.timestamp * 1e6), state.message])
 
 
 def parse_history(text: str | None) -> list[tuple[str, str, str | None, float]]:

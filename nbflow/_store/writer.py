@@ -1,12 +1,15 @@
 """The store's subscriber: queue run events at emit time, write them in batches on a background thread.
 
-The hot path (every task run emits about five events) only appends the event to a deque. Run records
-are live, so anything that can still change when the event is written later is copied at emit time;
-what cannot (ids, names, states, which are immutable) is read by the writer thread. The thread wakes
-every ``BATCH_SECONDS`` while events arrive, writes everything queued in one ``BEGIN IMMEDIATE``
-transaction of multi-row statements (SQLite works without the GIL, so the engine keeps running), and
-sleeps until the next event, or the next heartbeat, when there is nothing to do. One row per task run
-(its states in a ``history`` column) and one per log line: that is the whole cost of a task.
+The hot path (every task run emits about five events) copies what the store needs of a task run's
+event into a flat tuple of strings and numbers and appends it to a deque; it never keeps the engine's
+objects. Holding them (the run, its states, its parameters) until the next batch would keep every
+task's objects alive across garbage collections: the collector then promotes them to its oldest
+generation and runs full collections, which cost a chain of small tasks more than the writing itself.
+The thread wakes every ``BATCH_SECONDS`` while events arrive, writes everything queued in one
+``BEGIN IMMEDIATE`` transaction of multi-row statements (SQLite works without the GIL, so the engine
+keeps running), and sleeps until the next event, or the next heartbeat, when there is nothing to do.
+One row per task run (its states in a ``history`` column) and one per log line: that is the whole
+cost of a task.
 """
 
 from __future__ import annotations
@@ -27,9 +30,9 @@ from typing import Any
 from nbflow._context import FlowRunContext, current
 from nbflow._events import EdgeAdded, FlowRunFinished, LogEmitted, RunCreated, StateChanged
 from nbflow._runs import FlowRun, TaskRun
-from nbflow._states import FINAL_TYPES, StateType
+from nbflow._states import FINAL_TYPE_NAMES, FINAL_TYPES, StateType
 from nbflow._store import db
-from nbflow._store.history import DEFAULT_NAME, PLAIN, history_entry
+from nbflow._store.history import DEFAULT_NAME, PLAIN, encode_entry, history_entry
 from nbflow._store.processes import own_start_time
 from nbflow._store.render import pickle_parameters, render_parameters
 
@@ -42,6 +45,12 @@ FLUSH_TIMEOUT_S = 60.0
 _CHECKPOINT_PAGES = 10_000
 CHECKPOINT_IDLE_S = 1.0
 _RUNNING = StateType.RUNNING
+_TYPE_NAME = {t: t.value for t in StateType}  # as stored in state_type
+_PLAIN = {t.value: PLAIN[t] for t in StateType}
+_DEFAULT_NAME = {t.value: DEFAULT_NAME[t] for t in StateType}
+_ENGINE_LOGGER = "nbflow.engine"  # stored as NULL: most lines are the engine's
+# What a queued tuple is, by its first item.
+_TASK_CREATED, _TASK_STATE, _LOG, _EDGE = range(4)
 
 
 class _FlowCreated:
@@ -92,22 +101,41 @@ class Writer:
     # --- emit side (any thread) ---------------------------------------------------------------
     def on_event(self, event: Any) -> None:
         """The subscriber (a bound method: cheaper to call than the instance). Task runs' events,
-        the vast majority, take the first test of each branch and one append."""
+        the vast majority, take the first test of each branch and become one tuple."""
         cls = event.__class__
         if cls is StateChanged:
             run = event.run
-            if run.__class__ is FlowRun and event.state.type is _RUNNING and run.run_count == 0:
-                self._flow_started(run)
+            state = event.state
+            if run.__class__ is TaskRun:
+                self._append((_TASK_STATE, run.id, run.flow_run_id, _TYPE_NAME[state.type], state.name,
+                              state.message, state.timestamp, run.start_time, run.end_time, run.run_count,
+                              run.cache_key))
+            else:
+                if state.type is _RUNNING and run.run_count == 0:
+                    self._flow_started(run)
+                self._append(event)  # flow runs are few: their live record is read by the writer
         elif cls is LogEmitted:
             if event.level < self.level:
                 return
+            run = event.run
+            logger = None if event.logger == _ENGINE_LOGGER else event.logger
+            if run.__class__ is TaskRun:
+                self._append((_LOG, run.flow_run_id, run.id, event.level, event.timestamp, logger, event.message))
+            else:
+                self._append((_LOG, run.id, None, event.level, event.timestamp, logger, event.message))
+        elif cls is RunCreated:
+            run = event.run
+            if run.__class__ is TaskRun:
+                tags = json.dumps(list(run.tags)) if run.tags else None
+                self._append((_TASK_CREATED, run.id, run.flow_run_id, run.name, run.task_name, run.task_key, tags))
+            else:
+                self._append(_FlowCreated(run))
+        elif cls is EdgeAdded:
+            self._append((_EDGE, event.flow_run_id, event.upstream_id, event.downstream_id))
         elif cls is FlowRunFinished:
             if event.run.parent_flow_run_id is None:
                 self.flush()  # the caller of the flow sees its run committed when the call returns
             return
-        elif cls is RunCreated and event.run.__class__ is FlowRun:
-            event = _FlowCreated(event.run)
-        self._append(event)
         if self._idle:
             self._wake_up()
 
@@ -283,7 +311,6 @@ _UPDATE_TASKS = (
 _UPDATE_TASK_BY_ID = _SET_TASK + " WHERE flow_run_id = ? AND id = ?"  # a run the writer lost track of
 _INSERT_LOG = "INSERT INTO logs (flow_run_id, task_run_id, level, timestamp, logger, message) VALUES (?,?,?,?,?,?)"
 _INSERT_EDGE = "INSERT INTO edges (flow_run_id, upstream_id, downstream_id) VALUES (?,?,?)"
-_ENGINE_LOGGER = "nbflow.engine"  # stored as NULL: most lines are the engine's
 
 # Rows per statement. A few fixed sizes, so each statement is compiled once and then reused from the
 # connection's cache: compiling a 500-row INSERT costs ten times running it.
@@ -314,6 +341,10 @@ def insert_rows(conn: sqlite3.Connection, insert: str, rows: list[tuple]) -> Non
     _chunked(conn, head, one, "", rows)
 
 
+def _truncated(message: str) -> str:
+    return f"{message[:MAX_MESSAGE]}\n... [{len(message) - MAX_MESSAGE} more characters not stored]"
+
+
 class _Rows:
     """One batch of events turned into rows, then written in one transaction (``execute``)."""
 
@@ -337,47 +368,46 @@ class _Rows:
         a task run created and finished within one batch costs one INSERT.
         """
         markers: list[threading.Event] = []
-        tasks: dict[str, list[Any]] = {}  # task run id -> [run, created in this batch, latest state, history]
+        tasks: dict[str, list[Any]] = {}  # task run id -> [its creation if in this batch, latest state, history]
         flows: dict[str, list[Any]] = {}  # flow run id -> [run, first state's timestamp, latest state, history]
         logs = self.logs
-        engine = _ENGINE_LOGGER
+        plain, default_name = _PLAIN, _DEFAULT_NAME
         for item in batch:
+            if item.__class__ is tuple:
+                kind = item[0]
+                if kind is _TASK_STATE:
+                    type_, name, message = item[3], item[4], item[5]
+                    if message is None and name == default_name[type_]:
+                        entry_text = f"{plain[type_]}{int(item[6] * 1e6)}]"
+                    else:
+                        entry_text = encode_entry([type_, name, int(item[6] * 1e6), message])
+                    entry = tasks.get(item[1])
+                    if entry is None:
+                        tasks[item[1]] = [None, item, [entry_text]]
+                    else:
+                        entry[1] = item
+                        entry[2].append(entry_text)
+                elif kind is _LOG:
+                    row = item[1:]
+                    if len(row[5]) > MAX_MESSAGE:
+                        row = (*row[:5], _truncated(row[5]))
+                    logs.append(row)
+                elif kind is _TASK_CREATED:
+                    tasks[item[1]] = [item, None, []]
+                else:
+                    self.edges.append(item[1:])
+                continue
             cls = item.__class__
             if cls is StateChanged:
                 run = item.run
                 state = item.state
-                if state.message is None and state.name == DEFAULT_NAME[state.type]:
-                    entry_text = f"{PLAIN[state.type]}{int(state.timestamp * 1e6)}]"
+                entry_text = history_entry(state)
+                entry = flows.get(run.id)
+                if entry is None:
+                    flows[run.id] = [run, state.timestamp, state, [entry_text]]
                 else:
-                    entry_text = history_entry(state)
-                if run.__class__ is TaskRun:
-                    entry = tasks.get(run.id)
-                    if entry is None:
-                        tasks[run.id] = [run, False, state, [entry_text]]
-                    else:
-                        entry[2] = state
-                        entry[3].append(entry_text)
-                else:
-                    entry = flows.get(run.id)
-                    if entry is None:
-                        flows[run.id] = [run, state.timestamp, state, [entry_text]]
-                    else:
-                        entry[2] = state
-                        entry[3].append(entry_text)
-            elif cls is LogEmitted:
-                run = item.run
-                message = item.message
-                if len(message) > MAX_MESSAGE:
-                    message = f"{message[:MAX_MESSAGE]}\n... [{len(message) - MAX_MESSAGE} more characters not stored]"
-                logger = None if item.logger == engine else item.logger
-                if run.__class__ is TaskRun:
-                    logs.append((run.flow_run_id, run.id, item.level, item.timestamp, logger, message))
-                else:
-                    logs.append((run.id, None, item.level, item.timestamp, logger, message))
-            elif cls is RunCreated:
-                tasks[item.run.id] = [item.run, True, None, []]
-            elif cls is EdgeAdded:
-                self.edges.append((item.flow_run_id, item.upstream_id, item.downstream_id))
+                    entry[2] = state
+                    entry[3].append(entry_text)
             elif cls is _FlowCreated:
                 run = item.run
                 self.new_flows.append((
@@ -392,7 +422,7 @@ class _Rows:
                 markers.append(item)
         self._task_rows(tasks)
         for run_id, (run, first, state, history) in flows.items():
-            self.flow_updates.append((state.type, state.name, state.message, state.timestamp, ",".join(history),
+            self.flow_updates.append((state.type.value, state.name, state.message, state.timestamp, ",".join(history),
                                       first, run.start_time, run.end_time, run.run_count, run_id))
             if state.type in FINAL_TYPES:
                 active.pop(run_id, None)
@@ -403,28 +433,25 @@ class _Rows:
     def _task_rows(self, tasks: dict[str, list[Any]]) -> None:
         rowids = self.rowids
         new_tasks = self.new_tasks
-        final = FINAL_TYPES
-        for run, new, state, history in tasks.values():
-            if new:
-                tags = json.dumps(list(run.tags)) if run.tags else None
-                if state is None:
-                    row = (run.id, run.flow_run_id, run.name, run.task_name, run.task_key, None, tags,
-                           None, None, None, None, None, None, None, 0)
-                else:
-                    row = (run.id, run.flow_run_id, run.name, run.task_name, run.task_key, run.cache_key, tags,
-                           state.type, state.name, state.message, state.timestamp, ",".join(history),
-                           run.start_time, run.end_time, run.run_count)
-                if state is None or state.type not in final:
-                    self.open_tasks.append((len(new_tasks), run.id))
-                new_tasks.append(row)
+        final = FINAL_TYPE_NAMES
+        for created, state, history in tasks.values():
+            if state is None:  # created, no state yet: a row to fill in later
+                self.open_tasks.append((len(new_tasks), created[1]))
+                new_tasks.append((*created[1:6], None, created[6], None, None, None, None, None, None, None, 0))
                 continue
-            values = (state.type, state.name, state.message, state.timestamp, ",".join(history),
-                      run.start_time, run.end_time, run.run_count, run.cache_key)
-            rowid = rowids.pop(run.id, None) if state.type in final else rowids.get(run.id)
+            _, run_id, flow_run_id, type_, name, message, timestamp, start, end, run_count, cache_key = state
+            if created is not None:
+                if type_ not in final:
+                    self.open_tasks.append((len(new_tasks), run_id))
+                new_tasks.append((*created[1:6], cache_key, created[6], type_, name, message, timestamp,
+                                  ",".join(history), start, end, run_count))
+                continue
+            values = (type_, name, message, timestamp, ",".join(history), start, end, run_count, cache_key)
+            rowid = rowids.pop(run_id, None) if type_ in final else rowids.get(run_id)
             if rowid is not None:
-                self.task_updates.append((*values, rowid, run.id))
+                self.task_updates.append((*values, rowid, run_id))
             else:
-                self.lost_updates.append((*values, run.flow_run_id, run.id))
+                self.lost_updates.append((*values, flow_run_id, run_id))
 
     def execute(self, conn: sqlite3.Connection) -> None:
         many = conn.executemany
@@ -449,4 +476,4 @@ class _Rows:
         if self.logs:
             insert_rows(conn, _INSERT_LOG, self.logs)
         if self.edges:
-            many(_INSERT_EDGE, self.edges)
+            insert_rows(conn, _INSERT_EDGE, self.edges)
