@@ -70,6 +70,19 @@ def total(xs: list[int]) -> int:
     return sum(xs)
 
 
+def tracked_objects_of(root: Any) -> int:
+    """Objects the garbage collector tracks that ``root`` holds (not counting classes and functions)."""
+    seen: set[int] = set()
+    todo = [root]
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen or not gc.is_tracked(obj) or isinstance(obj, (type, type(gc), type(labels))):
+            continue
+        seen.add(id(obj))
+        todo.extend(gc.get_referents(obj))
+    return len(seen)
+
+
 def labels(snapshot: dict[str, Any]) -> dict[str, str]:
     return {node["id"]: node["label"] for node in snapshot["graph"]["nodes"]}
 
@@ -337,6 +350,38 @@ def test_the_final_picture_is_the_same_before_and_after_the_results_are_let_go(m
 
     assert live["details"] and live["run"]["state"] == "Completed"
     assert picture() == live
+
+
+def test_a_finished_big_run_is_kept_in_a_few_objects_and_reads_the_same(monitors: Monitors) -> None:
+    # A kernel keeps the monitors of its recent cells. Had each kept an object per task run, every
+    # full garbage collection in the kernel would walk them all, and later runs would slow down.
+    @flow(name="wide")
+    def wide() -> None:
+        loaded = [load.submit(i) for i in range(2000)]
+        failed = boom.submit(loaded[0])
+        failed.wait()
+        double(loaded[1])
+
+    wide()
+    model = monitors.models[0]
+
+    def picture() -> dict[str, Any]:
+        snap = model.snapshot(final=True)
+        snap["graph"].pop("v")
+        panels = {node_id: model.detail(node_id) for node_id in snap["nodes"]}
+        some = [m["id"] for m in panels["k:" + load.task_key]["members"][:3]]
+        return {**{k: v for k, v in snap.items() if k not in ("seq", "now")}, "panels": panels,
+                "runs": {run_id: model.detail(run_id) for run_id in some}}
+
+    model.snapshot()  # the first message carries (or skips) the log lines so far; the rest compare
+    live = picture()
+    assert live["graph"]["collapsed"] and live["panels"]["k:" + load.task_key]["total"] == 2000
+    model.compact()
+    gc.collect()
+    assert tracked_objects_of(model) < LOG_LIMIT + 100  # the bounded state log, not an object per task run
+    assert picture() == live
+    failure = [m for m in live["panels"]["k:" + boom.task_key]["members"]][0]
+    assert "bad row 0" in model.detail(failure["id"])["traceback"]  # a failure keeps its traceback
 
 
 def test_runs_of_other_flows_on_the_same_bus_are_not_shown(monitors: Monitors) -> None:

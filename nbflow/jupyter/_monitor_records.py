@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import traceback
 from functools import partial
-from itertools import compress, repeat
-from operator import attrgetter, eq, not_
+from operator import attrgetter, eq
+from collections.abc import Iterator, Mapping
+from itertools import chain, compress
 from typing import Any, NamedTuple
 
 from nbflow._states import State, StateType
@@ -65,23 +66,8 @@ class RunRecord:
                    state=state, start_time=run.start_time, end_time=run.end_time, run_count=run.run_count)
 
 
-_RESULTLESS: dict[tuple[str, str | None], State] = {}
-
-
-def _without_result(state: State) -> State:
-    """A completed state without its result; one shared object per name and message (the run keeps
-    its own start and end times), so compacting 10,000 runs makes a handful of states."""
-    key = (state.name, state.message)
-    copy = _RESULTLESS.get(key)
-    if copy is None:
-        if len(_RESULTLESS) > 1000:  # names and messages are few; never let it grow unbounded
-            _RESULTLESS.clear()
-        copy = _RESULTLESS[key] = State(state.type, state.name, state.message, timestamp=state.timestamp)
-    return copy
-
-
 class _TaskCopy(NamedTuple):
-    """A finished task run as the monitor keeps it: no result, no parameters (see ``compact``)."""
+    """A finished task run as the monitor reads it: no result, no parameters (see ``compact``)."""
 
     id: str
     name: str
@@ -97,26 +83,95 @@ class _TaskCopy(NamedTuple):
 
 
 def _strip(state: State | None) -> State | None:
-    """A state without its result: a completed state's data is the result; a failure keeps its error."""
-    if state is None or state.type != "COMPLETED" or not state.has_data:
+    """A state as a finished monitor keeps it: without a result, and a failure's exception as its
+    formatted traceback (the exception's frames would keep the task's variables alive)."""
+    if state is None or not state.has_data:
         return state
-    return _without_result(state)
+    return _state_of(state.type.value, state.name, state.message, _error_of(state), state.timestamp)
 
 
-def copy_runs(runs: list[Any]) -> dict[str, Any]:
-    """Copies of run records without results or parameters, by run id.
+def _error_of(state: State | None) -> str | None:
+    """What a finished monitor keeps of a state's data: a failure's traceback, as text."""
+    if state is None or state.type == "COMPLETED" or not state.has_data:
+        return None
+    data = state.data
+    return format_error(data) if isinstance(data, (BaseException, str)) and data else None
 
-    Task runs can be many: they are copied by C-level passes into immutable records.
+
+class CompactRuns(Mapping[str, Any]):
+    """Finished runs by id; task runs kept as plain tuples of strings and numbers.
+
+    The garbage collector stops tracking such tuples. A kernel keeps the monitors of its recent
+    cells; had each kept an object per task run, every full collection in the kernel would walk
+    them all, and a 10,000-task run after a few others took ~20 % longer. A task run is rebuilt as a
+    ``_TaskCopy`` when read (a detail panel, a group's member list); subflow runs are few and kept
+    as copies.
     """
-    is_task = list(map(_IS_TASK, map(_KIND, runs)))
-    tasks = list(compress(runs, is_task))
-    copies: dict[str, Any] = dict(zip(map(_ID, tasks), map(_TaskCopy._make, zip(
-        map(_ID, tasks), map(_NAME, tasks), map(_TASK_KEY, tasks), map(_TASK_NAME, tasks),
-        map(_FLOW_RUN_ID, tasks), map(_strip, map(_STATE, tasks)), map(_START, tasks), map(_END, tasks),
-        map(_RUN_COUNT, tasks), map(_CACHE_KEY, tasks), repeat("task"),
-    ))))
-    copies.update((run.id, RunRecord.copy_of(run)) for run in compress(runs, map(not_, is_task)))
-    return copies
+
+    __slots__ = ("_rows", "_copies")
+
+    def __init__(self, runs: list[Any]) -> None:
+        is_task = list(map(_IS_TASK, map(_KIND, runs)))
+        tasks = list(compress(runs, is_task))
+        states = list(map(_STATE, tasks))
+        self._rows: dict[str, tuple] = dict(zip(map(_ID, tasks), zip(
+            map(_ID, tasks), map(_NAME, tasks), map(_TASK_KEY, tasks), map(_TASK_NAME, tasks),
+            map(_FLOW_RUN_ID, tasks), map(_type_of, states), map(_name_of, states), map(_message_of, states),
+            map(_error_of, states), map(_START, tasks), map(_END, tasks), map(_RUN_COUNT, tasks),
+            map(_CACHE_KEY, tasks),
+        )))
+        self._copies: dict[str, Any] = {run.id: RunRecord.copy_of(run) for run in runs if run.kind != "task"}
+
+    def __getitem__(self, run_id: str) -> Any:
+        row = self._rows.get(run_id)
+        if row is None:
+            return self._copies[run_id]
+        run_id, name, task_key, task_name, flow_run_id, type_, state_name, message, error, start, end, count, key = row
+        state = None if type_ is None else _state_of(type_, state_name, message, error)
+        return _TaskCopy(run_id, name, task_key, task_name, flow_run_id, state, start, end, count, key)
+
+    def __contains__(self, run_id: object) -> bool:
+        return run_id in self._rows or run_id in self._copies
+
+    def __iter__(self) -> Iterator[str]:
+        return chain(self._rows, self._copies)
+
+    def __len__(self) -> int:
+        return len(self._rows) + len(self._copies)
+
+
+def copy_runs(runs: list[Any]) -> CompactRuns:
+    """Copies of run records without results or parameters, by run id."""
+    return CompactRuns(runs)
+
+
+def _type_of(state: State | None) -> str | None:
+    return None if state is None else state.type.value
+
+
+def _name_of(state: State | None) -> str | None:
+    return None if state is None else state.name
+
+
+def _message_of(state: State | None) -> str | None:
+    return None if state is None else state.message
+
+
+_SHARED: dict[tuple[str, str, str | None], State] = {}
+
+
+def _state_of(type_: str, name: str, message: str | None, error: str | None, timestamp: float = 0.0) -> State:
+    """A state without a result. Those without an error are shared, one object per type, name and
+    message (the run keeps its own start and end times): 10,000 runs make a handful of states."""
+    if error is not None:
+        return State(StateType(type_), name, message, data=error, timestamp=timestamp)
+    key = (type_, name, message)
+    state = _SHARED.get(key)
+    if state is None:
+        if len(_SHARED) > 1000:  # names and messages are few; never let it grow unbounded
+            _SHARED.clear()
+        state = _SHARED[key] = State(StateType(type_), name, message, timestamp=timestamp)
+    return state
 
 
 def error_text(state: State | None) -> str:
