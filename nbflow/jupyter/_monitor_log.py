@@ -44,9 +44,11 @@ class StateLog:
     """The bounded state log of one monitor, and the recent log lines of each run it shows."""
 
     def __init__(self, limit: int = LOG_LIMIT) -> None:
-        self._entries: deque[Entry] = deque(maxlen=limit)
+        # (number, event): an entry is written out only when a message carries it. Events never
+        # change, and a burst of thousands of lines between two messages sends sixty of them.
+        self._entries: deque[tuple[int, Event] | Entry] = deque(maxlen=limit)
         self._n = 0
-        self._new: deque[Entry] = deque(maxlen=WIRE_LOG_LIMIT)  # not sent yet
+        self._new: deque[tuple[int, Event] | Entry] = deque(maxlen=WIRE_LOG_LIMIT)  # not sent yet
         self._new_total = 0  # entries not sent yet, the ones ``_new`` could not keep included
         self._run_lines: dict[str, list[tuple[float, int, str]]] = {}
 
@@ -80,29 +82,18 @@ class StateLog:
                     picked.append(batch[i])
                     if len(picked) >= limit:
                         break
-        n = self._n + shown - len(picked)
+        picked.reverse()
+        first = self._n + shown - len(picked) + 1
+        numbered = list(zip(range(first, first + len(picked)), picked))
+        self._entries.extend(numbered)
+        self._new.extend(numbered)
         self._n += shown
-        self._new_total += shown - len(picked)
-        for event in reversed(picked):
-            n += 1
-            if event.__class__ is StateChanged:
-                state = event.state
-                text = f"→ {state.name}: {state.message}" if state.message else f"→ {state.name}"
-                self._add(n, state.timestamp, event.run, "state", 40 if state.type in BAD else 20, text)
-            else:
-                self._add(n, event.timestamp, event.run, "log", event.level, event.message)
+        self._new_total += shown
 
-    def _add(self, n: int, timestamp: float, run: Any, kind: str, level: int, text: str) -> None:
-        # One line per entry: a traceback in a log line is read in the run's detail panel.
-        cut = text.find("\n")
-        if cut != -1:
-            text = text[:cut] + " …"
-        if len(text) > WIRE_TEXT_LIMIT:
-            text = text[: WIRE_TEXT_LIMIT - 1] + "…"
-        entry = [n, round(timestamp, 3), run.id, run.name, kind, level, text]
-        self._entries.append(entry)
-        self._new.append(entry)
-        self._new_total += 1
+    def compact(self) -> None:
+        """Write out the entries kept: their events hold live run records (the run has ended)."""
+        self._entries = deque(map(_written, self._entries), maxlen=self._entries.maxlen)
+        self._new = deque(map(_written, self._new), maxlen=self._new.maxlen)
 
     # --- reading ----------------------------------------------------------------------------------
     @property
@@ -112,7 +103,7 @@ class StateLog:
 
     def take_new(self) -> tuple[list[Entry], int]:
         """The entries added since the last take (at most ``WIRE_LOG_LIMIT``) and how many were skipped."""
-        entries, total = list(self._new), self._new_total
+        entries, total = list(map(_written, self._new)), self._new_total
         self._new.clear()
         self._new_total = 0
         return entries, total - len(entries)
@@ -122,7 +113,7 @@ class StateLog:
 
         Returns them with the number of new entries they cannot show (skipped).
         """
-        entries = list(self._entries)[-count:] if count else []
+        entries = list(map(_written, list(self._entries)[-count:])) if count else []
         skipped = max(0, self._new_total - len(entries))
         self._new.clear()
         self._new_total = 0
@@ -131,3 +122,24 @@ class StateLog:
     def run_lines(self, run_id: str, count: int) -> list[list[Any]]:
         """The latest ``count`` lines of one run: ``[timestamp, level, message]``."""
         return [list(line) for line in self._run_lines.get(run_id, [])[-count:]]
+
+
+def _written(item: tuple[int, Event] | Entry) -> Entry:
+    """One line of the state log as the front-end takes it (``item``: a number and an event, or an
+    entry written out already)."""
+    if item.__class__ is list:
+        return item  # type: ignore[return-value]
+    n, event = item
+    run = event.run
+    if event.__class__ is StateChanged:
+        state = event.state
+        text = f"→ {state.name}: {state.message}" if state.message else f"→ {state.name}"
+        timestamp, kind, level = state.timestamp, "state", 40 if state.type in BAD else 20
+    else:
+        text, timestamp, kind, level = event.message, event.timestamp, "log", event.level
+    cut = text.find("\n")  # one line per entry: a traceback in a log line is read in the detail panel
+    if cut != -1:
+        text = text[:cut] + " …"
+    if len(text) > WIRE_TEXT_LIMIT:
+        text = text[: WIRE_TEXT_LIMIT - 1] + "…"
+    return [n, round(timestamp, 3), run.id, run.name, kind, level, text]

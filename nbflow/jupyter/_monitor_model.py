@@ -27,7 +27,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from functools import partial
-from itertools import compress, repeat
+from itertools import compress, repeat, starmap
 from operator import attrgetter, is_
 from typing import Any
 
@@ -117,8 +117,7 @@ class MonitorModel:
         count = len(queue)
         if not count:
             return
-        popleft = queue.popleft
-        batch = [popleft() for _ in range(count)]
+        batch = list(starmap(queue.popleft, repeat((), count)))
         classes = list(map(type, batch))
         graph = self._graph
         created = list(map(_RUN, compress(batch, map(_IS_CREATED, classes))))
@@ -327,6 +326,7 @@ class MonitorModel:
             self._changed = {run_id: copies[run_id] for run_id in self._changed}
             if graph.root is not None:
                 graph.root = copy_runs([graph.root])[graph.root.id]
+            self._log.compact()
             self.compacted = True
 
     def _detail_json(self, run: Any, logs: int) -> dict[str, Any]:
