@@ -378,7 +378,7 @@ class _Rows:
         for item in batch:
             if item.__class__ is tuple:
                 kind = item[0]
-                if kind is _TASK_STATE:
+                if kind == _TASK_STATE:
                     type_, name, message = item[3], item[4], item[5]
                     if message is None and name == default_name[type_]:
                         entry_text = f"{plain[type_]}{int(item[6] * 1e6)}]"
@@ -390,12 +390,12 @@ class _Rows:
                     else:
                         entry[1] = item
                         entry[2].append(entry_text)
-                elif kind is _LOG:
+                elif kind == _LOG:
                     row = item[1:]
                     if len(row[5]) > MAX_MESSAGE:
                         row = (*row[:5], _truncated(row[5]))
                     logs.append(row)
-                elif kind is _TASK_CREATED:
+                elif kind == _TASK_CREATED:
                     tasks[item[1]] = [item, None, []]
                 else:
                     self.edges.append(item[1:])

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 import traceback
-from functools import partial
-from operator import attrgetter, eq
 from collections.abc import Iterator, Mapping
+from functools import partial
 from itertools import chain, compress
+from operator import attrgetter, eq
 from typing import Any, NamedTuple
 
 from nbflow._states import State, StateType
@@ -103,7 +103,7 @@ class CompactRuns(Mapping[str, Any]):
 
     The garbage collector stops tracking such tuples. A kernel keeps the monitors of its recent
     cells; had each kept an object per task run, every full collection in the kernel would walk
-    them all, and a 10,000-task run after a few others took ~20 % longer. A task run is rebuilt as a
+    them all, and a 10,000-task run after a few others took 20-30 % longer. A task run is rebuilt as a
     ``_TaskCopy`` when read (a detail panel, a group's member list); subflow runs are few and kept
     as copies.
     """
