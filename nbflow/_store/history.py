@@ -12,19 +12,18 @@ from typing import Any
 
 from nbflow._states import FINAL_TYPE_NAMES, StateType
 
-__all__ = ["history_entry", "encode_entry", "parse_history", "PLAIN", "DEFAULT_NAME", "FINAL_SQL"]
+__all__ = ["history_entry", "entry_text", "parse_history", "FINAL_SQL"]
 
-# Each type's default name (stored as null), and the start of an entry for a state that has it.
-DEFAULT_NAME = {t: t.value.title() for t in StateType}
-PLAIN = {t: f'["{t.value}",null,' for t in StateType}
+# By type (as stored): its default name (stored as null), and the start of an entry for a state that has it.
+_DEFAULT_NAME = {t.value: t.value.title() for t in StateType}
+_PLAIN = {t.value: f'["{t.value}",null,' for t in StateType}
 FINAL_SQL = "(" + ", ".join(f"'{name}'" for name in sorted(FINAL_TYPE_NAMES)) + ")"
 """The final state types as an SQL list, for ``state_type IN {FINAL_SQL}``."""
-encode_entry = json.JSONEncoder(ensure_ascii=False, check_circular=False, separators=(",", ":")).encode
+_encode = json.JSONEncoder(ensure_ascii=False, check_circular=False, separators=(",", ":")).encode
 
 
 def history_entry(state: Any) -> str:
-    """One state as stored, its timestamp in whole microseconds (a float's shortest repr costs the
-    writer six times more than an int's).
+    """One state as stored.
 
     >>> from nbflow._states import Completed, Retrying
     >>> history_entry(Completed(timestamp=1.5))
@@ -32,9 +31,15 @@ def history_entry(state: Any) -> str:
     >>> history_entry(Retrying("Retry 1/3", timestamp=2.0))
     '["RUNNING","Retrying",2000000,"Retry 1/3"]'
     """
-    if state.message is None and state.name == DEFAULT_NAME[state.type]:
-        return f"{PLAIN[state.type]}{int(state.timestamp * 1e6)}]"
-    return encode_entry([state.type.value, state.name, int(state.timestamp * 1e6), state.message])
+    return entry_text(state.type.value, state.name, state.message, state.timestamp)
+
+
+def entry_text(type_: str, name: str, message: str | None, timestamp: float) -> str:
+    """A state given by its parts (``type_`` as stored), its timestamp in whole microseconds (a
+    float's shortest repr costs the writer six times more than an int's)."""
+    if message is None and name == _DEFAULT_NAME[type_]:
+        return f"{_PLAIN[type_]}{int(timestamp * 1e6)}]"
+    return _encode([type_, name, int(timestamp * 1e6), message])
 
 
 def parse_history(text: str | None) -> list[tuple[str, str, str | None, float]]:

@@ -32,7 +32,7 @@ from nbflow._events import EdgeAdded, FlowRunFinished, LogEmitted, RunCreated, S
 from nbflow._runs import FlowRun, TaskRun
 from nbflow._states import FINAL_TYPE_NAMES, FINAL_TYPES, StateType
 from nbflow._store import db
-from nbflow._store.history import DEFAULT_NAME, PLAIN, encode_entry, history_entry
+from nbflow._store.history import entry_text, history_entry
 from nbflow._store.processes import own_start_time
 from nbflow._store.render import pickle_parameters, render_parameters
 
@@ -49,8 +49,6 @@ _CHECKPOINT_PAGES = 10_000
 CHECKPOINT_IDLE_S = 1.0
 _RUNNING = StateType.RUNNING
 _TYPE_NAME = {t: t.value for t in StateType}  # as stored in state_type
-_PLAIN = {t.value: PLAIN[t] for t in StateType}
-_DEFAULT_NAME = {t.value: DEFAULT_NAME[t] for t in StateType}
 _ENGINE_LOGGER = "nbflow.engine"  # stored as NULL: most lines are the engine's
 # What a queued tuple is, by its first item.
 _TASK_CREATED, _TASK_STATE, _LOG, _EDGE = range(4)
@@ -374,22 +372,17 @@ class _Rows:
         tasks: dict[str, list[Any]] = {}  # task run id -> [its creation if in this batch, latest state, history]
         flows: dict[str, list[Any]] = {}  # flow run id -> [run, first state's timestamp, latest state, history]
         logs = self.logs
-        plain, default_name = _PLAIN, _DEFAULT_NAME
         for item in batch:
             if item.__class__ is tuple:
                 kind = item[0]
                 if kind == _TASK_STATE:
-                    type_, name, message = item[3], item[4], item[5]
-                    if message is None and name == default_name[type_]:
-                        entry_text = f"{plain[type_]}{int(item[6] * 1e6)}]"
-                    else:
-                        entry_text = encode_entry([type_, name, int(item[6] * 1e6), message])
+                    text = entry_text(item[3], item[4], item[5], item[6])
                     entry = tasks.get(item[1])
                     if entry is None:
-                        tasks[item[1]] = [None, item, [entry_text]]
+                        tasks[item[1]] = [None, item, [text]]
                     else:
                         entry[1] = item
-                        entry[2].append(entry_text)
+                        entry[2].append(text)
                 elif kind == _LOG:
                     row = item[1:]
                     if len(row[5]) > MAX_MESSAGE:
@@ -404,13 +397,13 @@ class _Rows:
             if cls is StateChanged:
                 run = item.run
                 state = item.state
-                entry_text = history_entry(state)
+                text = history_entry(state)
                 entry = flows.get(run.id)
                 if entry is None:
-                    flows[run.id] = [run, state.timestamp, state, [entry_text]]
+                    flows[run.id] = [run, state.timestamp, state, [text]]
                 else:
                     entry[2] = state
-                    entry[3].append(entry_text)
+                    entry[3].append(text)
             elif cls is _FlowCreated:
                 run = item.run
                 self.new_flows.append((
