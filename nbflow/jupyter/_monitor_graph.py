@@ -10,7 +10,7 @@ Pure: no Jupyter imports. Not thread-safe by itself: ``MonitorModel`` calls it u
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import partial
 from itertools import compress, repeat
 from operator import add, attrgetter, eq, is_, not_
@@ -54,7 +54,7 @@ class ViewGraph:
         self.collapse_at = collapse_at
         self.root: Any = None
         self.flows: dict[str | None, str | None] = {root_id: None}  # flow run -> its top-level subflow
-        self.runs: dict[str, Any] = {}  # every task run and subflow run of the tree
+        self.runs: dict[str, Any] = {}  # every task run and subflow run of the tree (``replace_runs``: a Mapping)
         self.view_of: dict[str, str] = {}
         self.nodes: dict[str, Node] = {}
         self.subflows: list[Any] = []  # top-level subflow runs
@@ -183,9 +183,9 @@ class ViewGraph:
             self._view_edges[(u, v)] = None
             self.dirty = True
 
-    def replace_runs(self, copies: dict[str, Any]) -> None:
+    def replace_runs(self, copies: Mapping[str, Any]) -> None:
         """Swap the run records for ``copies`` (same ids): the live ones hold results and parameters."""
-        self.runs = copies
+        self.runs = copies  # type: ignore[assignment]  # read-only from now on: the run has ended
         self.subflows = [copies[r.id] for r in self.subflows]
         for node in self.nodes.values():
             if node.run is not None:

@@ -35,7 +35,7 @@ from nbflow._events import EdgeAdded, Event, LogEmitted, RunCreated, StateChange
 from nbflow._runs import FlowRun
 from nbflow.jupyter._monitor_graph import COLLAPSE_AT, Node, ViewGraph
 from nbflow.jupyter._monitor_log import BAD, LOG_LIMIT, QUIET, RUN_LOG_LIMIT, WIRE_LOG_LIMIT, StateLog
-from nbflow.jupyter._monitor_records import copy_runs, error_text, format_error
+from nbflow.jupyter._monitor_records import CompactRuns, RunRecord, error_text, format_error
 
 __all__ = ["MonitorModel", "COLLAPSE_AT", "LOG_LIMIT", "PROTOCOL", "WIRE_LOG_LIMIT"]
 
@@ -321,11 +321,11 @@ class MonitorModel:
             if self.compacted:
                 return
             graph = self._graph
-            copies = copy_runs(list(graph.runs.values()))
+            copies = CompactRuns(list(graph.runs.values()))
             graph.replace_runs(copies)
             self._changed = {run_id: copies[run_id] for run_id in self._changed}
             if graph.root is not None:
-                graph.root = copy_runs([graph.root])[graph.root.id]
+                graph.root = RunRecord.copy_of(graph.root)
             self._log.compact()
             self.compacted = True
 

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from nbflow._states import State, StateType
 
-__all__ = ["RunRecord", "copy_runs", "error_text", "format_error", "WIRE_TEXT_LIMIT", "TRACEBACK_LIMIT"]
+__all__ = ["RunRecord", "CompactRuns", "error_text", "format_error", "WIRE_TEXT_LIMIT", "TRACEBACK_LIMIT"]
 
 WIRE_TEXT_LIMIT = 400
 """Characters of a log line or error message in the state log; the detail panel has the whole line."""
@@ -138,11 +138,6 @@ class CompactRuns(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self._rows) + len(self._copies)
-
-
-def copy_runs(runs: list[Any]) -> CompactRuns:
-    """Copies of run records without results or parameters, by run id."""
-    return CompactRuns(runs)
 
 
 def _type_of(state: State | None) -> str | None:
