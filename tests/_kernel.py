@@ -17,9 +17,11 @@ import nbformat
 from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 
-__all__ = ["NotebookKernel", "stream", "error", "result", "plain", "ANSI"]
+__all__ = ["NotebookKernel", "stream", "error", "result", "plain", "ANSI", "WIDGET"]
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+WIDGET = "application/vnd.jupyter.widget-view+json"
+"""The MIME type of a widget in a cell's outputs."""
 
 
 class NotebookKernel:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from _kernel import NotebookKernel, error, plain, result, stream
+from _kernel import WIDGET, NotebookKernel, error, plain, result, stream
 
-WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
 @pytest.fixture(scope="module")

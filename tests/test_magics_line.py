@@ -10,9 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _kernel import NotebookKernel, error, plain, result, stream
+from _kernel import WIDGET, NotebookKernel, error, plain, result, stream
 
-WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _kernel import NotebookKernel, plain, stream
+from _kernel import WIDGET, NotebookKernel, plain, stream
 
-WIDGET = "application/vnd.jupyter.widget-view+json"
 STATE = "application/vnd.jupyter.widget-state+json"
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from _kernel import WIDGET
 from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
-WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
 def test_there_are_example_notebooks() -> None:
