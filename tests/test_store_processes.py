@@ -14,7 +14,7 @@ import pytest
 from store_support import count, db, nbflow, recording, script, start, wait_for
 
 import nbflow.runs as runs
-from nbflow import flow
+from nbflow import flow, task
 from nbflow._store.sweep import sweep
 
 pytestmark = pytest.mark.slow
@@ -111,7 +111,7 @@ def test_a_process_killed_mid_flow_keeps_its_rows_and_the_next_process_marks_it_
 HOOKED = """
 import time
 from pathlib import Path
-from nbflow import flow
+from nbflow import flow, task
 
 def remember(flow, flow_run, state):
     Path({out!r}).write_text(f"{{flow.name}} {{flow_run.name}} {{state.name}} {{flow_run.parameters}}")
@@ -153,7 +153,7 @@ def runs_name(home: Path) -> str:
 SLEEPER = """
 import sys, time
 from pathlib import Path
-from nbflow import flow
+from nbflow import flow, task
 
 @flow
 def sleeper() -> None:
@@ -217,7 +217,7 @@ def test_events_still_queued_at_exit_are_written(tmp_path: Path) -> None:
     home = tmp_path / "home"
     code = script(tmp_path / "late.py", """
         import logging
-        from nbflow import flow
+        from nbflow import flow, task
         from nbflow._context import flow_context
         from nbflow._logging import log
 
@@ -248,7 +248,7 @@ def test_many_processes_creating_the_schema_at_once_all_succeed(tmp_path: Path) 
         from pathlib import Path
         while not Path({str(go)!r}).exists():
             time.sleep(0.002)
-        from nbflow import flow
+        from nbflow import flow, task
         @flow
         def one() -> int:
             return 1
@@ -273,6 +273,16 @@ def _run_tiny() -> None:
     assert tiny() == 1
 
 
+@task
+def one_of(i: int) -> int:
+    return i
+
+
+@flow
+def two_hundred() -> int:
+    return sum(one_of(i) for i in range(200))
+
+
 def test_a_forked_child_records_its_own_runs(tmp_path: Path) -> None:
     import multiprocessing
     import os
@@ -288,3 +298,24 @@ def test_a_forked_child_records_its_own_runs(tmp_path: Path) -> None:
         stored = runs.flow_runs(limit=None)
     assert [r.state_name for r in stored] == ["Completed"] * 3
     assert sorted(r.pid == os.getpid() for r in stored) == [False, True, True]
+
+
+def test_a_process_forked_while_the_writers_write_still_records_its_runs(tmp_path: Path) -> None:
+    # A flow call returns while its last batch is being written; a fork at that moment must wait for
+    # the batch (SQLite's locks would be held by a thread the child does not have), not hang the child.
+    import multiprocessing
+
+    home = tmp_path / "home"
+    children = []
+    with recording(home):
+        for _ in range(10):
+            two_hundred()
+            child = multiprocessing.get_context("fork").Process(target=_run_tiny)
+            started = time.monotonic()
+            child.start()
+            child.join(60)
+            children.append((child.exitcode, time.monotonic() - started))
+        stored = runs.flow_runs(flow_name="tiny", limit=None)
+    assert [code for code, _ in children] == [0] * 10
+    assert max(seconds for _, seconds in children) < 5, children  # a hung child waits 10 s for its writer
+    assert len(stored) == 10 and {r.state_name for r in stored} == {"Completed"}

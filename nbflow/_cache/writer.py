@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nbflow._cache.disk import ResultDisk
+from nbflow._forkguard import ForkGuard
 
 __all__ = ["Writer", "Pending"]
 
@@ -53,6 +54,7 @@ class Writer:
         self._idle = True  # no thread, or it sleeps: the next op must wake it
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._guard = ForkGuard()  # held around disk writes: a fork waits for the one in progress
 
     # --- any thread ----------------------------------------------------------------------------
     def put(self, key: str, data: bytes, expire_at: float | None, tag: str | None) -> None:
@@ -142,7 +144,8 @@ class Writer:
                 writes.append((kind, value))
         try:
             if writes or touches:
-                self.disk.write(writes, list(touches.items()))
+                with self._guard:
+                    self.disk.write(writes, list(touches.items()))
         except Exception as exc:  # never let the thread die: report, drop the batch, go on
             self._on_error(exc)
         finally:

@@ -29,6 +29,7 @@ from typing import Any
 
 from nbflow._context import FlowRunContext, current
 from nbflow._events import EdgeAdded, FlowRunFinished, LogEmitted, RunCreated, StateChanged
+from nbflow._forkguard import ForkGuard
 from nbflow._runs import FlowRun, TaskRun
 from nbflow._states import FINAL_TYPE_NAMES, FINAL_TYPES, StateType
 from nbflow._store import db
@@ -98,6 +99,8 @@ class Writer:
         self._active: dict[str, None] = {}  # flow runs of this process now running: they get heartbeats
         self._rowids: dict[str, int] = {}  # task runs written but not final: where to update them
         self._stopping = False
+        self._finalizer: Any = None  # multiprocessing's exit hook, when there is one
+        self._guard = ForkGuard()  # held around SQLite work: a fork waits for it
 
     # --- emit side (any thread) ---------------------------------------------------------------
     def on_event(self, event: Any) -> None:
@@ -135,7 +138,7 @@ class Writer:
             self._append((_EDGE, event.flow_run_id, event.upstream_id, event.downstream_id))
         elif cls is FlowRunFinished:
             if event.run.parent_flow_run_id is None:
-                self.flush()  # the caller of the flow sees its run committed when the call returns
+                self._wake.set()  # write the run out now; the caller of the flow does not wait for it
             return
         if self._idle:
             self._wake_up()
@@ -157,7 +160,7 @@ class Writer:
                     thread = threading.Thread(target=self._loop, name="nbflow-store-writer", daemon=True)
                     thread.start()
                     self._thread = thread
-                    atexit.register(self._at_exit)
+                    self._write_at_exit()
         self._wake.set()
 
     def flush(self, timeout: float | None = FLUSH_TIMEOUT_S) -> bool:
@@ -184,19 +187,30 @@ class Writer:
         self._wake.set()
         thread.join(timeout)
         atexit.unregister(self._at_exit)
+        if self._finalizer is not None:
+            self._finalizer.cancel()
+
+    def _write_at_exit(self) -> None:
+        """Write what is queued when the process ends: at interpreter exit, and when a multiprocessing
+        child ends (it leaves with ``os._exit``, which skips atexit, right after its target returns)."""
+        atexit.register(self._at_exit)
+        util = sys.modules.get("multiprocessing.util")  # loaded in every multiprocessing child
+        if util is not None:
+            self._finalizer = util.Finalize(None, self._at_exit, exitpriority=0)
 
     def _at_exit(self) -> None:
         self.flush(timeout=10.0)
 
     # --- writer thread ------------------------------------------------------------------------
     def _loop(self) -> None:
-        conn = db.connect(self.path)
-        conn.execute("PRAGMA cache_size=-16000")  # 16 MB: index pages of big runs stay in memory
-        # Copying the WAL back into the database (a checkpoint, with an fsync) is done once nothing
-        # has been written for CHECKPOINT_IDLE_S, not in the commit of a batch while flows run; a
-        # long burst still checkpoints once the WAL reaches ~40 MB.
-        conn.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_PAGES}")
-        conn.execute("PRAGMA journal_size_limit=67108864")  # and the WAL file shrinks back to 64 MB
+        with self._guard:
+            conn = db.connect(self.path)
+            conn.execute("PRAGMA cache_size=-16000")  # 16 MB: index pages of big runs stay in memory
+            # Copying the WAL back into the database (a checkpoint, with an fsync) is done once nothing
+            # has been written for CHECKPOINT_IDLE_S, not in the commit of a batch while flows run; a
+            # long burst still checkpoints once the WAL reaches ~40 MB.
+            conn.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_PAGES}")
+            conn.execute("PRAGMA journal_size_limit=67108864")  # and the WAL file shrinks back to 64 MB
         dirty = False
         next_beat = time.monotonic() + self.heartbeat_seconds
         queue = self._queue
@@ -229,14 +243,16 @@ class Writer:
                     self._checkpoint(conn)
                     dirty = False
         finally:
-            conn.close()
+            with self._guard:
+                conn.close()
 
     def _write(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
         markers = []
         try:
             rows = _Rows(self._rowids)
             markers = rows.collect(batch, self._active)
-            db.write(conn, rows.execute)
+            with self._guard:
+                db.write(conn, rows.execute)
             self._rowids.update(rows.assigned)
         except Exception as exc:  # never let the writer die: report once, drop the batch, go on
             self._report(exc)
@@ -246,7 +262,8 @@ class Writer:
 
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
         try:
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # never waits for readers or other writers
+            with self._guard:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # never waits for readers or other writers
         except sqlite3.Error:
             pass  # busy or closing: the next idle moment (or another connection) checkpoints
 
@@ -256,7 +273,8 @@ class Writer:
         now = time.time()
         ids = [(now, run_id) for run_id in list(self._active)]
         try:
-            db.write(conn, lambda c: c.executemany("UPDATE flow_runs SET heartbeat = ? WHERE id = ?", ids))
+            with self._guard:
+                db.write(conn, lambda c: c.executemany("UPDATE flow_runs SET heartbeat = ? WHERE id = ?", ids))
         except Exception as exc:
             self._report(exc)
 
