@@ -2,12 +2,13 @@
 
 The engine only emits; the console logger, the run store, the result cache writer and the widget
 monitor subscribe. Events are read-only by convention (not frozen dataclasses: a frozen one costs
-three times as much to build, and the engine builds five per task run). Subscribers run synchronously in the emitting thread, so they must be quick:
+three times as much to build, and the engine builds three per task run). Subscribers run synchronously in the emitting thread, so they must be quick:
 anything slow (disk, network, widget messages) is queued and done elsewhere.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 from collections.abc import Callable
@@ -17,22 +18,39 @@ from typing import Union
 from nbflow._runs import FlowRun, TaskRun
 from nbflow._states import State
 
-__all__ = ["RunCreated", "StateChanged", "LogEmitted", "EdgeAdded", "FlowRunFinished", "Event", "EventBus", "Subscriber"]
+ENGINE_LOGGER = "nbflow.engine"
+"""The logger name of the engine's own lines (``Created flow run ...``, ``Finished in state ...``)."""
+
+__all__ = ["ENGINE_LOGGER", "closing_text", "RunCreated", "StateChanged", "LogEmitted", "EdgesAdded", "FlowRunFinished", "Event", "EventBus", "Subscriber"]
 
 
 @dataclass(slots=True)
 class RunCreated:
-    """A flow or task run exists. ``run`` is live: read what you need now, it changes later."""
+    """A flow or task run exists, in its first state ``state`` (``Pending``): no ``StateChanged``
+    announces that one. ``run`` is live: read what you need now, it changes later. (``state`` is None
+    only where a monitor is handed a run it did not see start.)"""
 
     run: FlowRun | TaskRun
+    state: State | None = None
 
 
 @dataclass(slots=True)
 class StateChanged:
-    """``run`` entered ``state`` (already set on ``run.state``). ``state`` itself never changes."""
+    """``run`` entered ``state`` (already set on ``run.state``). ``state`` itself never changes.
+
+    ``finished``: this final state is also the run's closing line, ``Finished in state ...``, which
+    is then not emitted as a ``LogEmitted`` of its own: subscribers that print or keep log lines
+    take it from ``closing_line()``. A task run without hooks ends in one event instead of two (with
+    hooks, their lines come first and the closing line follows as usual).
+    """
 
     run: FlowRun | TaskRun
     state: State
+    finished: bool = False
+
+    def closing_line(self) -> LogEmitted:
+        """The closing log line this final state stands for (``finished`` is true)."""
+        return LogEmitted(self.run, logging.INFO, closing_text(self.state), self.state.timestamp, ENGINE_LOGGER)
 
 
 @dataclass(slots=True)
@@ -47,11 +65,12 @@ class LogEmitted:
 
 
 @dataclass(slots=True)
-class EdgeAdded:
-    """Task run ``downstream_id`` consumes the result of task run ``upstream_id`` (same flow run)."""
+class EdgesAdded:
+    """Task run ``downstream_id`` consumes the results of the task runs ``upstream_ids`` (same flow
+    run, in the order found): one event per consuming task run, however many inputs it reduces."""
 
     flow_run_id: str
-    upstream_id: str
+    upstream_ids: tuple[str, ...]
     downstream_id: str
 
 
@@ -65,7 +84,12 @@ class FlowRunFinished:
     run: FlowRun
 
 
-Event = Union[RunCreated, StateChanged, LogEmitted, EdgeAdded, FlowRunFinished]
+def closing_text(state: State) -> str:
+    """A run's last log line, as Prefect writes it."""
+    return f"Finished in state {state!r}"
+
+
+Event = Union[RunCreated, StateChanged, LogEmitted, EdgesAdded, FlowRunFinished]
 Subscriber = Callable[[Event], None]
 
 

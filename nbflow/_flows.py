@@ -13,7 +13,7 @@ from typing import Any, Generic, TypeVar, overload
 from nbflow import _states as states
 from nbflow._context import FlowRunContext, current, flow_context
 from nbflow._engine import Call, Lifecycle, Outcome, Sleep, adrive, cancellations, drive
-from nbflow._events import FlowRunFinished, RunCreated
+from nbflow._events import FlowRunFinished, RunCreated, closing_text
 from nbflow._logging import format_user_traceback, log, print_redirect
 from nbflow._names import format_run_name, generate_run_name
 from nbflow._options import FlowOptions, build_options, replace_options, retry_delays
@@ -120,8 +120,8 @@ def flow_lifecycle(
 ) -> Lifecycle:
     """Generator: the whole life of ``flow_run``; yields ``Call``/``Sleep`` effects to its driver."""
     bus, clock, options = runtime.bus, runtime.clock, flow.options
-    bus.emit(RunCreated(flow_run))
-    set_state(bus, flow_run, State(states.StateType.PENDING, timestamp=clock.now()))
+    flow_run.state = pending = State(states.StateType.PENDING, timestamp=clock.now())
+    bus.emit(RunCreated(flow_run, pending))
     if parent is not None:
         log(bus, parent.flow_run, logging.INFO, f"Created subflow run {flow_run.name!r} for flow {flow.name!r}", clock.now())
     else:
@@ -208,7 +208,7 @@ def _finish(flow: Flow, flow_run: FlowRun, runtime: Runtime, state: State, hooks
     set_state(runtime.bus, flow_run, state)
     if hooks:
         run_hooks(runtime, hooks, (flow, flow_run, state), flow_run)
-    log(runtime.bus, flow_run, logging.INFO, f"Finished in state {state!r}", runtime.clock.now())
+    log(runtime.bus, flow_run, logging.INFO, closing_text(state), runtime.clock.now())
     runtime.bus.emit(FlowRunFinished(flow_run))
     return state
 

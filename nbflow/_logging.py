@@ -17,7 +17,7 @@ import traceback
 from typing import IO, Any, Callable
 
 from nbflow._context import RootContext, TaskRunContext, current
-from nbflow._events import Event, EventBus, LogEmitted
+from nbflow._events import ENGINE_LOGGER, Event, EventBus, LogEmitted, StateChanged
 from nbflow._runs import FlowRun, TaskRun
 from nbflow.exceptions import MissingContextError
 
@@ -88,7 +88,7 @@ def get_run_logger() -> RunLogger:
 
 def log(bus: EventBus, run: FlowRun | TaskRun, level: int, message: str, timestamp: float) -> None:
     """An engine line (``Finished in state ...``): straight onto the bus, without ``logging``."""
-    bus.emit(LogEmitted(run, level, message, timestamp, "nbflow.engine"))
+    bus.emit(LogEmitted(run, level, message, timestamp, ENGINE_LOGGER))
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -156,16 +156,22 @@ class ConsoleLogger:
         self._claimed.discard(flow_run_id)
 
     def __call__(self, event: Event) -> None:
-        if event.__class__ is not LogEmitted:
+        cls = event.__class__
+        if cls is LogEmitted:
+            level = event.level  # type: ignore[union-attr]
+        elif cls is StateChanged and event.finished:  # type: ignore[union-attr]
+            level = logging.INFO  # the run's closing line
+        else:
             return
-        if event.level < self.level:  # type: ignore[union-attr]
+        if level < self.level:
             return
-        if self._claimed:
-            run = event.run  # type: ignore[union-attr]
-            if (run.flow_run_id if run.__class__ is TaskRun else run.id) in self._claimed:
-                return
-        if not self.task_lines and event.level < logging.WARNING and event.run.__class__ is TaskRun:  # type: ignore[union-attr]
+        run = event.run  # type: ignore[union-attr]
+        if self._claimed and (run.flow_run_id if run.__class__ is TaskRun else run.id) in self._claimed:
             return
+        if not self.task_lines and level < logging.WARNING and run.__class__ is TaskRun:
+            return
+        if cls is StateChanged:
+            event = event.closing_line()  # type: ignore[union-attr]
         with self._lock:
             line = format_line(event, self._clock_text)  # type: ignore[arg-type]
             stream = self._stream or sys.stderr

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from nbflow import _states as states
 from nbflow._context import FlowRunContext, TaskRunContext, current
 from nbflow._engine import Call, Interrupted, Lifecycle, Outcome, Sleep, cancellations
-from nbflow._events import EdgeAdded, RunCreated, StateChanged
+from nbflow._events import EdgesAdded, RunCreated, StateChanged, closing_text
 from nbflow._logging import format_user_traceback, log, print_redirect
 from nbflow._options import jittered, retry_delays
 from nbflow._runs import FlowRun, TaskRun
@@ -26,9 +26,10 @@ _UNTRACKED = (type(None), bool)
 _CONTAINERS = (list, tuple, set, frozenset)
 
 
-def set_state(bus: Any, run: FlowRun | TaskRun, state: State) -> State:
+def set_state(bus: Any, run: FlowRun | TaskRun, state: State, finished: bool = False) -> State:
+    """``finished``: ``state`` is final and also stands for the run's closing line (``StateChanged``)."""
     run.state = state
-    bus.emit(StateChanged(run, state))
+    bus.emit(StateChanged(run, state, finished))
     return state
 
 
@@ -101,13 +102,12 @@ def create_task_run(
     name = task.task_run_name_for(parameters) or ctx.next_task_run_name(task.name)
     task_run = TaskRun(name, task.name, task.task_key, ctx.flow_run.id, parameters, task.options.tags)
     bus = runtime.bus
-    bus.emit(RunCreated(task_run))
-    set_state(bus, task_run, State(states.StateType.PENDING, timestamp=runtime.clock.now()))
+    task_run.state = pending = State(states.StateType.PENDING, timestamp=runtime.clock.now())
+    bus.emit(RunCreated(task_run, pending))
     if futures or upstream_ids:
         ordered = dict.fromkeys([f.task_run.id for f in futures] + upstream_ids)
         task_run.upstream_ids = tuple(ordered)
-        for upstream_id in ordered:
-            bus.emit(EdgeAdded(ctx.flow_run.id, upstream_id, task_run.id))
+        bus.emit(EdgesAdded(ctx.flow_run.id, task_run.upstream_ids, task_run.id))
     return task_run, futures
 
 
@@ -115,9 +115,7 @@ def cancelled_state(ctx: FlowRunContext, task_run: TaskRun, why: str) -> State:
     """End a task run that will never start (its flow run was cancelled)."""
     runtime = ctx.runtime
     state = states.Cancelled(why, data=CancelledRun(why), timestamp=runtime.clock.now())
-    set_state(runtime.bus, task_run, state)
-    log(runtime.bus, task_run, logging.INFO, f"Finished in state {state!r}", state.timestamp)
-    return state
+    return set_state(runtime.bus, task_run, state, finished=True)
 
 
 def task_lifecycle(
@@ -233,13 +231,13 @@ def _not_ready(future: NbflowFuture, now: float) -> State:
 def _finish(task: Task, ctx: FlowRunContext, task_run: TaskRun, state: State) -> State:
     runtime = ctx.runtime
     task_run.end_time = state.timestamp
-    set_state(runtime.bus, task_run, state)
+    hooks = task.options.on_completion if state.is_completed() else task.options.on_failure if state.is_failed() else ()
+    set_state(runtime.bus, task_run, state, finished=not hooks)  # without hooks, nothing follows
     if state.is_completed() and _trackable(state.data):
         ctx.track_result(state.data, task_run.id)
-    hooks = task.options.on_completion if state.is_completed() else task.options.on_failure if state.is_failed() else ()
     if hooks:
         run_hooks(runtime, hooks, (task, task_run, state), task_run)
-    log(runtime.bus, task_run, logging.INFO, f"Finished in state {state!r}", runtime.clock.now())
+        log(runtime.bus, task_run, logging.INFO, closing_text(state), runtime.clock.now())
     return state
 
 

@@ -13,7 +13,7 @@ import pytest
 os.environ["NBFLOW_HOME"] = tempfile.mkdtemp(prefix="nbflow-test-home-")
 
 from nbflow._clock import FakeClock  # noqa: E402
-from nbflow._events import EdgeAdded, Event, LogEmitted, RunCreated, StateChanged  # noqa: E402
+from nbflow._events import EdgesAdded, Event, LogEmitted, RunCreated, StateChanged  # noqa: E402
 from nbflow._runtime import Runtime, use_runtime  # noqa: E402
 from nbflow._settings import Settings  # noqa: E402
 
@@ -28,16 +28,21 @@ class Recorder:
         self.events.append(event)
 
     def states(self, run_name: str) -> list[str]:
-        return [e.state.name for e in self.events if isinstance(e, StateChanged) and e.run.name == run_name]
+        """The states a run went through, its first (announced with the run) included."""
+        return [e.state.name for e in self.events
+                if isinstance(e, (RunCreated, StateChanged)) and e.run.name == run_name and e.state is not None]
 
     def runs(self, kind: str) -> list:
         return [e.run for e in self.events if isinstance(e, RunCreated) and e.run.kind == kind]
 
-    def edges(self) -> list[EdgeAdded]:
-        return [e for e in self.events if isinstance(e, EdgeAdded)]
+    def edges(self) -> list[tuple[str, str]]:
+        """``(upstream_id, downstream_id)`` pairs, in the order found."""
+        return [(up, e.downstream_id) for e in self.events if isinstance(e, EdgesAdded) for up in e.upstream_ids]
 
     def logs(self) -> list[LogEmitted]:
-        return [e for e in self.events if isinstance(e, LogEmitted)]
+        """Every log line, the closing lines that final states stand for included."""
+        return [e.closing_line() if isinstance(e, StateChanged) else e for e in self.events
+                if isinstance(e, LogEmitted) or (isinstance(e, StateChanged) and e.finished)]
 
 
 class Harness:

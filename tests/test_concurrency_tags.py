@@ -10,7 +10,7 @@ import pytest
 
 from nbflow import ThreadPoolTaskRunner, flow, task
 from nbflow._context import flow_context
-from nbflow._events import StateChanged
+from nbflow._events import RunCreated, StateChanged
 from nbflow._runtime import Runtime, use_runtime
 from nbflow._settings import Settings
 from nbflow.concurrency import limits
@@ -18,10 +18,10 @@ from nbflow.concurrency import limits
 
 class Recorder:
     def __init__(self) -> None:
-        self.events: list[StateChanged] = []
+        self.events: list[RunCreated | StateChanged] = []
 
     def __call__(self, event) -> None:
-        if isinstance(event, StateChanged):
+        if isinstance(event, (RunCreated, StateChanged)):  # a run's first state comes with it
             self.events.append(event)
 
 

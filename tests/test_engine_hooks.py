@@ -73,3 +73,31 @@ def test_on_crashed_runs_for_a_base_exception(harness):
 def test_hooks_must_be_callables():
     with pytest.raises(TypeError, match="on_failure must be a list of callables"):
         flow(on_failure=["not callable"])(lambda: None)
+
+
+def test_a_task_runs_closing_line_comes_last_with_or_without_hooks(harness):
+    def broken(task, task_run, state):
+        raise KeyError("hook bug")
+
+    @task(on_completion=[broken])
+    def hooked() -> int:
+        return 1
+
+    @task
+    def plain() -> int:
+        return 2
+
+    @flow
+    def pipeline() -> int:
+        return hooked() + plain()
+
+    assert pipeline() == 3
+    lines = harness.console.splitlines()
+    hooked_lines = [line.split(" - ", 1)[1] for line in lines if "Task run 'hooked'" in line]
+    assert hooked_lines[0].startswith("An error was encountered while running hook 'broken'")
+    assert hooked_lines[-1] == "Finished in state Completed()"
+    assert [line.split(" - ", 1)[1] for line in lines if "Task run 'plain'" in line] == ["Finished in state Completed()"]
+    # One event for the final state and the closing line without hooks; with hooks the line follows them.
+    assert [m.message for m in harness.recorder.logs() if m.run.name == "plain"] == ["Finished in state Completed()"]
+    finals = [e for e in harness.recorder.events if getattr(e, "finished", False)]
+    assert [e.run.name for e in finals] == ["plain"]

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from nbflow import ThreadPoolTaskRunner, flow, task, unmapped
-from nbflow._events import StateChanged
+from nbflow._events import RunCreated, StateChanged
 from nbflow._runtime import Runtime, use_runtime
 from nbflow._settings import Settings
 from nbflow.exceptions import MissingContextError, UpstreamTaskError
@@ -169,7 +169,7 @@ def test_futures_and_returned_objects_record_edges(harness):
 
     assert pipeline() == (6, 6, 2)
     runs = {r.id: r.name for r in harness.recorder.runs("task")}
-    edges = sorted((runs[e.upstream_id], runs[e.downstream_id]) for e in harness.recorder.edges())
+    edges = sorted((runs[up], runs[down]) for up, down in harness.recorder.edges())
     assert edges == [("load", "total"), ("load-2", "size"), ("load-2", "total-2")]
 
 
@@ -206,7 +206,7 @@ def test_a_thousand_submitted_tasks_complete_with_no_lost_state_events(harness):
     assert pipeline() == [i * i for i in range(1000)]
     per_run: dict[str, list[str]] = {}
     for event in harness.recorder.events:
-        if isinstance(event, StateChanged) and event.run.kind == "task":
+        if isinstance(event, (RunCreated, StateChanged)) and event.run.kind == "task":
             per_run.setdefault(event.run.id, []).append(event.state.name)
     assert len(per_run) == 1000
     assert all(names == ["Pending", "Running", "Completed"] for names in per_run.values())

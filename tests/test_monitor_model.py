@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from nbflow import cache_policies, flow, task
-from nbflow._events import EdgeAdded, LogEmitted, RunCreated, StateChanged
+from nbflow._events import EdgesAdded, LogEmitted, RunCreated, StateChanged
 from nbflow._runs import FlowRun, TaskRun
 from nbflow._runtime import Runtime, use_runtime
 from nbflow._settings import Settings
@@ -403,7 +403,7 @@ def test_runs_of_other_flows_on_the_same_bus_are_not_shown(monitors: Monitors) -
 def test_an_edge_announced_before_its_runs_appears_once_they_do() -> None:
     model = MonitorModel("root")
     model.feed(RunCreated(RunRecord("root", "flow", "stored-run", flow_name="etl")))
-    model.feed(EdgeAdded("root", "a", "b"))
+    model.feed(EdgesAdded("root", ("a",), "b"))
     assert model.snapshot()["graph"]["edges"] == []
     model.feed(RunCreated(RunRecord("a", "task", "a", task_key="mod.a", task_name="a", flow_run_id="root")))
     b = RunRecord("b", "task", "b", task_key="mod.b", task_name="b", flow_run_id="root",

@@ -301,21 +301,35 @@ def test_a_forked_child_records_its_own_runs(tmp_path: Path) -> None:
 
 
 def test_a_process_forked_while_the_writers_write_still_records_its_runs(tmp_path: Path) -> None:
-    # A flow call returns while its last batch is being written; a fork at that moment must wait for
-    # the batch (SQLite's locks would be held by a thread the child does not have), not hang the child.
+    # A flow runs on a thread, so the writers are writing batches at any moment; a fork then must wait
+    # for the batch in progress (SQLite's locks would be held by a thread the child does not have),
+    # not hang the child.
     import multiprocessing
+    import threading
 
     home = tmp_path / "home"
     children = []
+    stop = threading.Event()
     with recording(home):
-        for _ in range(10):
-            two_hundred()
-            child = multiprocessing.get_context("fork").Process(target=_run_tiny)
-            started = time.monotonic()
-            child.start()
-            child.join(60)
-            children.append((child.exitcode, time.monotonic() - started))
+
+        def busy() -> None:
+            while not stop.is_set():
+                two_hundred()
+
+        background = threading.Thread(target=busy)
+        background.start()
+        try:
+            for _ in range(10):
+                time.sleep(0.03)
+                child = multiprocessing.get_context("fork").Process(target=_run_tiny)
+                started = time.monotonic()
+                child.start()
+                child.join(60)
+                children.append((child.exitcode, time.monotonic() - started))
+        finally:
+            stop.set()
+            background.join()
         stored = runs.flow_runs(flow_name="tiny", limit=None)
     assert [code for code, _ in children] == [0] * 10
-    assert max(seconds for _, seconds in children) < 5, children  # a hung child waits 10 s for its writer
+    assert max(seconds for _, seconds in children) < 5, children  # a hung child waits 5 s for its writer
     assert len(stored) == 10 and {r.state_name for r in stored} == {"Completed"}

@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from nbflow._context import FlowRunContext, current
-from nbflow._events import EdgeAdded, FlowRunFinished, LogEmitted, RunCreated, StateChanged
+from nbflow._events import ENGINE_LOGGER, EdgesAdded, FlowRunFinished, LogEmitted, RunCreated, StateChanged, closing_text
 from nbflow._forkguard import ForkGuard
 from nbflow._runs import FlowRun, TaskRun
-from nbflow._states import FINAL_TYPE_NAMES, FINAL_TYPES, StateType
+from nbflow._states import FINAL_TYPE_NAMES, FINAL_TYPES, State, StateType
 from nbflow._store import db
 from nbflow._store.history import entry_text, history_entry
 from nbflow._store.processes import own_start_time
@@ -46,11 +46,12 @@ BATCH_SECONDS = 0.1
 MAX_BATCH = 20_000  # events per transaction: keeps other processes' waits for the write lock short
 MAX_MESSAGE = 100_000  # characters of one log line kept
 FLUSH_TIMEOUT_S = 60.0
+FLOW_END_WAIT_S = 5.0
 _CHECKPOINT_PAGES = 10_000
 CHECKPOINT_IDLE_S = 1.0
 _RUNNING = StateType.RUNNING
 _TYPE_NAME = {t: t.value for t in StateType}  # as stored in state_type
-_ENGINE_LOGGER = "nbflow.engine"  # stored as NULL: most lines are the engine's
+_INFO = 20
 # What a queued tuple is, by its first item.
 _TASK_CREATED, _TASK_STATE, _LOG, _EDGE = range(4)
 
@@ -58,10 +59,10 @@ _TASK_CREATED, _TASK_STATE, _LOG, _EDGE = range(4)
 class _FlowCreated:
     """A flow run announced; its parameters rendered and pickled now, before the flow can mutate them."""
 
-    __slots__ = ("run", "parameters", "blob", "error", "heartbeat")
+    __slots__ = ("run", "state", "parameters", "blob", "error", "heartbeat")
 
-    def __init__(self, run: FlowRun) -> None:
-        self.run = run
+    def __init__(self, run: FlowRun, state: State) -> None:
+        self.run, self.state = run, state
         self.parameters = render_parameters(run.parameters)
         self.blob, self.error = pickle_parameters(run.parameters)
         self.heartbeat = time.time()
@@ -114,6 +115,8 @@ class Writer:
                 self._append((_TASK_STATE, run.id, run.flow_run_id, _TYPE_NAME[state.type], state.name,
                               state.message, state.timestamp, run.start_time, run.end_time, run.run_count,
                               run.cache_key))
+                if event.finished and self.level <= _INFO:  # the state stands for the closing line too
+                    self._append((_LOG, run.flow_run_id, run.id, _INFO, state.timestamp, None, closing_text(state)))
             else:
                 if state.type is _RUNNING and run.run_count == 0:
                     self._flow_started(run)
@@ -122,23 +125,27 @@ class Writer:
             if event.level < self.level:
                 return
             run = event.run
-            logger = None if event.logger == _ENGINE_LOGGER else event.logger
+            logger = None if event.logger == ENGINE_LOGGER else event.logger  # stored as NULL: the most common
             if run.__class__ is TaskRun:
                 self._append((_LOG, run.flow_run_id, run.id, event.level, event.timestamp, logger, event.message))
             else:
                 self._append((_LOG, run.id, None, event.level, event.timestamp, logger, event.message))
         elif cls is RunCreated:
             run = event.run
+            state = event.state
             if run.__class__ is TaskRun:
                 tags = json.dumps(list(run.tags)) if run.tags else None
-                self._append((_TASK_CREATED, run.id, run.flow_run_id, run.name, run.task_name, run.task_key, tags))
+                self._append((_TASK_CREATED, run.id, run.flow_run_id, run.name, run.task_name, run.task_key, tags,
+                              _TYPE_NAME[state.type], state.name, state.message, state.timestamp))
             else:
-                self._append(_FlowCreated(run))
-        elif cls is EdgeAdded:
-            self._append((_EDGE, event.flow_run_id, event.upstream_id, event.downstream_id))
+                self._append(_FlowCreated(run, state))
+        elif cls is EdgesAdded:
+            self._append((_EDGE, event.flow_run_id, event.upstream_ids, event.downstream_id))
         elif cls is FlowRunFinished:
             if event.run.parent_flow_run_id is None:
-                self._wake.set()  # write the run out now; the caller of the flow does not wait for it
+                # The caller of the flow sees its run committed when the call returns; another
+                # process holding the database's lock delays the call FLOW_END_WAIT_S at most.
+                self.flush(FLOW_END_WAIT_S)
             return
         if self._idle:
             self._wake_up()
@@ -407,9 +414,10 @@ class _Rows:
                         row = (*row[:5], _truncated(row[5]))
                     logs.append(row)
                 elif kind == _TASK_CREATED:
-                    tasks[item[1]] = [item, None, []]
+                    tasks[item[1]] = [item, None, [entry_text(item[7], item[8], item[9], item[10])]]
                 else:
-                    self.edges.append(item[1:])
+                    _, flow_run_id, upstream_ids, downstream_id = item
+                    self.edges.extend([(flow_run_id, up, downstream_id) for up in upstream_ids])
                 continue
             cls = item.__class__
             if cls is StateChanged:
@@ -423,7 +431,8 @@ class _Rows:
                     entry[2] = state
                     entry[3].append(text)
             elif cls is _FlowCreated:
-                run = item.run
+                run, state = item.run, item.state
+                flows[run.id] = [run, state.timestamp, state, [history_entry(state)]]
                 self.new_flows.append((
                     run.id, run.name, run.flow_name, item.parameters, item.blob, item.error,
                     run.parent_flow_run_id, run.parent_task_run_id, json.dumps(list(run.tags)) if run.tags else None,
@@ -449,9 +458,9 @@ class _Rows:
         new_tasks = self.new_tasks
         final = FINAL_TYPE_NAMES
         for created, state, history in tasks.values():
-            if state is None:  # created, no state yet: a row to fill in later
+            if state is None:  # created, in its first state: a row to fill in later
                 self.open_tasks.append((len(new_tasks), created[1]))
-                new_tasks.append((*created[1:6], None, created[6], None, None, None, None, None, None, None, 0))
+                new_tasks.append((*created[1:6], None, *created[6:11], history[0], None, None, 0))
                 continue
             _, run_id, flow_run_id, type_, name, message, timestamp, start, end, run_count, cache_key = state
             if created is not None:

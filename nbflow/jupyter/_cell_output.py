@@ -14,13 +14,12 @@ import sys
 import threading
 from typing import IO, Any
 
-from nbflow._events import LogEmitted
+from nbflow._events import ENGINE_LOGGER, LogEmitted, StateChanged
 from nbflow._logging import format_line
 from nbflow._runs import TaskRun
 
 __all__ = ["RunOutput"]
 
-_ENGINE = "nbflow.engine"
 _TRACEBACK = "\nTraceback (most recent call last):"
 
 
@@ -60,10 +59,15 @@ class RunOutput:
         """Whether the cell shows this line (the monitor's state log shows every line regardless)."""
         if event.level < self.level:
             return False
-        if not self.quiet or event.level >= logging.WARNING or event.logger != _ENGINE:
+        if not self.quiet or event.level >= logging.WARNING or event.logger != ENGINE_LOGGER:
             return True
         run = event.run
         return run.__class__ is not TaskRun and run.id == self.root_id
+
+    def closing(self, event: StateChanged) -> None:
+        """A task run's final state that stands for its closing line (``event.finished``)."""
+        if not self.quiet and self.level <= logging.INFO:  # quiet: it goes only to the monitor
+            self(event.closing_line())
 
     def __call__(self, event: LogEmitted) -> None:
         if not self.shows(event):

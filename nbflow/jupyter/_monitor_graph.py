@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from functools import partial
-from itertools import compress, repeat
+from itertools import chain, compress, repeat
 from operator import add, attrgetter, eq, is_, not_
 from typing import Any
 
-from nbflow._events import EdgeAdded
+from nbflow._events import EdgesAdded
 
 __all__ = ["COLLAPSE_AT", "Node", "ViewGraph"]
 
@@ -30,7 +30,7 @@ _IS_NONE = partial(is_, None)
 _IS_TASK = partial(eq, "task")
 _ID, _KIND = attrgetter("id"), attrgetter("kind")
 _FLOW_RUN_ID, _TASK_KEY = attrgetter("flow_run_id"), attrgetter("task_key")
-_UPSTREAM, _DOWNSTREAM, _EDGE_FLOW = attrgetter("upstream_id"), attrgetter("downstream_id"), attrgetter("flow_run_id")
+_UPSTREAMS, _DOWNSTREAM, _EDGE_FLOW = attrgetter("upstream_ids"), attrgetter("downstream_id"), attrgetter("flow_run_id")
 
 
 class Node:
@@ -156,15 +156,16 @@ class ViewGraph:
             self._add_view_edge(view_of[up], view_of[down])
         self.dirty = True
 
-    def add_edges(self, events: list[EdgeAdded]) -> None:
+    def add_edges(self, events: list[EdgesAdded]) -> None:
         """Add data dependencies; edges of other flow runs on the same bus never concern this graph."""
         if events:
             events = list(compress(events, map(self.flows.__contains__, map(_EDGE_FLOW, events))))
         if not events and not self._pending_edges:
             return
         view_of = self.view_of
-        ups = list(map(_UPSTREAM, events))
-        downs = list(map(_DOWNSTREAM, events))
+        upstreams = list(map(_UPSTREAMS, events))
+        ups = list(chain.from_iterable(upstreams))
+        downs = list(chain.from_iterable(map(repeat, map(_DOWNSTREAM, events), map(len, upstreams))))
         pending, self._pending_edges = self._pending_edges, []
         if pending:
             ups[:0] = [u for u, _ in pending]

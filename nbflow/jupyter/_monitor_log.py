@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from nbflow._events import Event, LogEmitted, StateChanged
+from nbflow._events import ENGINE_LOGGER, Event, LogEmitted, StateChanged
 from nbflow.jupyter._monitor_records import WIRE_TEXT_LIMIT
 
 __all__ = ["LOG_LIMIT", "RUN_LOG_LIMIT", "WIRE_LOG_LIMIT", "QUIET", "BAD", "StateLog"]
@@ -34,8 +34,6 @@ QUIET = frozenset({"PENDING", "SCHEDULED"})
 BAD = frozenset({"FAILED", "CRASHED", "CANCELLED"})
 """State types shown in red."""
 
-_ENGINE_LOGGER = "nbflow.engine"
-
 Entry = list[Any]
 """``[number, timestamp, run id, run name, "state" | "log", level, text]`` (protocol.ts: LogEntry)."""
 
@@ -46,9 +44,9 @@ class StateLog:
     def __init__(self, limit: int = LOG_LIMIT) -> None:
         # (number, event): an entry is written out only when a message carries it. Events never
         # change, and a burst of thousands of lines between two messages sends sixty of them.
-        self._entries: deque[tuple[int, Event] | Entry] = deque(maxlen=limit)
+        self._entries: deque[tuple[int, Event | _Closing] | Entry] = deque(maxlen=limit)
         self._n = 0
-        self._new: deque[tuple[int, Event] | Entry] = deque(maxlen=WIRE_LOG_LIMIT)  # not sent yet
+        self._new: deque[tuple[int, Event | _Closing] | Entry] = deque(maxlen=WIRE_LOG_LIMIT)  # not sent yet
         self._new_total = 0  # entries not sent yet, the ones ``_new`` could not keep included
         self._run_lines: dict[str, list[tuple[float, int, str]]] = {}
 
@@ -59,7 +57,7 @@ class StateLog:
         The engine's routine lines ("Finished in state ...") are in the state log already.
         """
         for event in logs:
-            if event.logger != _ENGINE_LOGGER or event.level >= 30:
+            if event.logger != ENGINE_LOGGER or event.level >= 30:
                 run_id = event.run.id
                 if owns(run_id):
                     lines = self._run_lines.setdefault(run_id, [])
@@ -70,16 +68,20 @@ class StateLog:
     def add_tail(self, batch: list[Event], classes: list[type], shown: int, owns: Callable[[str], bool]) -> None:
         """Entries for the batch's last lines; earlier lines of a burst are only counted.
 
-        ``shown``: how many events of the batch would make an entry (log lines and transitions
-        that are not ``QUIET``), of any flow run on the bus; ``owns`` picks this monitor's.
+        ``shown``: how many entries the batch's events would make (log lines, transitions that are
+        not ``QUIET``, and the closing lines that final states stand for), of any flow run on the
+        bus; ``owns`` picks this monitor's.
         """
         limit = self._entries.maxlen or LOG_LIMIT
         picked: list[Any] = []
         for i in range(len(batch) - 1, -1, -1):
             cls = classes[i]
             if cls is LogEmitted or (cls is StateChanged and batch[i].state.type not in QUIET):  # type: ignore[union-attr]
-                if owns(batch[i].run.id):  # type: ignore[union-attr]
-                    picked.append(batch[i])
+                event = batch[i]
+                if owns(event.run.id):  # type: ignore[union-attr]
+                    if cls is StateChanged and event.finished:  # type: ignore[union-attr]
+                        picked.append(_Closing(event))  # written out (a state's repr) only if sent
+                    picked.append(event)
                     if len(picked) >= limit:
                         break
         picked.reverse()
@@ -124,12 +126,23 @@ class StateLog:
         return [list(line) for line in self._run_lines.get(run_id, [])[-count:]]
 
 
-def _written(item: tuple[int, Event] | Entry) -> Entry:
+class _Closing:
+    """The closing line a final state stands for (``StateChanged.finished``), in the state log."""
+
+    __slots__ = ("state_changed",)
+
+    def __init__(self, state_changed: StateChanged) -> None:
+        self.state_changed = state_changed
+
+
+def _written(item: tuple[int, Event | _Closing] | Entry) -> Entry:
     """One line of the state log as the front-end takes it (``item``: a number and an event, or an
     entry written out already)."""
     if item.__class__ is list:
         return item  # type: ignore[return-value]
     n, event = item
+    if event.__class__ is _Closing:
+        event = event.state_changed.closing_line()  # type: ignore[union-attr]
     run = event.run
     if event.__class__ is StateChanged:
         state = event.state

@@ -31,7 +31,7 @@ from itertools import compress, repeat, starmap
 from operator import attrgetter, is_
 from typing import Any
 
-from nbflow._events import EdgeAdded, Event, LogEmitted, RunCreated, StateChanged
+from nbflow._events import EdgesAdded, Event, LogEmitted, RunCreated, StateChanged
 from nbflow._runs import FlowRun
 from nbflow.jupyter._monitor_graph import COLLAPSE_AT, Node, ViewGraph
 from nbflow.jupyter._monitor_log import BAD, LOG_LIMIT, QUIET, RUN_LOG_LIMIT, WIRE_LOG_LIMIT, StateLog
@@ -48,9 +48,9 @@ DETAIL_MEMBERS = 200
 _FINAL = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})  # StateType is a str: both match
 
 # C-level helpers for the batch passes.
-_IS_CREATED, _IS_STATE, _IS_LOG, _IS_EDGE = (partial(is_, c) for c in (RunCreated, StateChanged, LogEmitted, EdgeAdded))
+_IS_CREATED, _IS_STATE, _IS_LOG, _IS_EDGE = (partial(is_, c) for c in (RunCreated, StateChanged, LogEmitted, EdgesAdded))
 _RUN, _STATE = attrgetter("run"), attrgetter("state")
-_RUN_ID, _STATE_TYPE = attrgetter("run.id"), attrgetter("state.type")
+_RUN_ID, _STATE_TYPE, _FINISHED = attrgetter("run.id"), attrgetter("state.type"), attrgetter("finished")
 
 
 class MonitorModel:
@@ -139,7 +139,10 @@ class MonitorModel:
             changed = dict(zip(map(_RUN_ID, states), map(_RUN, states)))
             counted = self._counted
             self._changed.update(compress(changed.items(), map(counted.__contains__, changed)))
-        shown = len(logs) + len(states) - sum(map(QUIET.__contains__, map(_STATE_TYPE, states)))
+        # An entry per log line and per transition that is not QUIET, and one more per final state
+        # that stands for its run's closing line ("Finished in state ...", see StateChanged).
+        shown = (len(logs) + len(states) - sum(map(QUIET.__contains__, map(_STATE_TYPE, states)))
+                 + sum(map(_FINISHED, states)))
         if shown:
             self._log.add_tail(batch, classes, shown, graph.owns)
 

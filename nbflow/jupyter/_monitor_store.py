@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from nbflow._events import EdgeAdded, LogEmitted, RunCreated, StateChanged
+from nbflow._events import EdgesAdded, LogEmitted, RunCreated, StateChanged
 from nbflow._states import State, StateType
 from nbflow._store import reader
 from nbflow.jupyter._monitor_model import MonitorModel
@@ -66,7 +66,7 @@ class StoreFollower:
                     self._log_emitted(*args)
             pairs = reader.edges(conn, flow_run_id)
             for upstream, downstream in pairs[self._edges_seen.get(flow_run_id, 0):]:
-                model.feed(EdgeAdded(model.flow_run_id, upstream, downstream))
+                model.feed(EdgesAdded(model.flow_run_id, (upstream,), downstream))
             self._edges_seen[flow_run_id] = len(pairs)
             if i == 0:
                 self.finished = row["state_type"] in _FINAL
