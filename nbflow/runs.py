@@ -70,7 +70,7 @@ def _task_records(rows: list[tuple]) -> list[TaskRunRecord]:
         "cache_key": cache_key,
     }, {"_state": (s_type, s_name, s_message, s_time), "_history": history})
         for (id_, flow_run_id, name, task_name, task_key, cache_key, tags, s_type, s_name, s_message, s_time,
-             history, start, end, run_count) in rows]
+             history, start, end, run_count, _closing_line) in rows]
 
 
 def flow_runs(flow_name: str | None = None, state: str | None = None, limit: int | None = 20, *,
@@ -124,7 +124,7 @@ def logs(run_id: str, level: int = 0) -> list[LogRecord]:
             except RunNotFoundError:
                 raise RunNotFoundError(f"No flow run or task run matches {run_id!r}.") from None
             flow_id, task_id = task["flow_run_id"], run_id
-        rows = reader.logs(conn, flow_id, task_run_id=task_id)
+        rows = reader.lines(conn, flow_id, task_run_id=task_id)
         names = reader.task_names(conn, flow_id)
         flow_name = conn.execute("SELECT name FROM flow_runs WHERE id = ?", (flow_id,)).fetchone()[0]
     build = LogRecord._build

@@ -117,7 +117,11 @@ def test_delete_removes_a_run_and_prune_removes_old_ones(home: Path, capsys: pyt
 FOLLOWED = """
 import sys, time
 from pathlib import Path
-from nbflow import flow, get_run_logger
+from nbflow import flow, get_run_logger, task
+
+@task
+def step(i: int) -> int:
+    return i
 
 @flow(flow_run_name="followed")
 def talk() -> None:
@@ -127,6 +131,7 @@ def talk() -> None:
             while not Path(sys.argv[1]).exists():  # the follower is attached: go on
                 time.sleep(0.01)
         logger.info("line %d", i)
+        step(i)  # its closing line is kept in its task run's row, not in logs
         time.sleep(0.05)
 
 talk()
@@ -149,9 +154,11 @@ def test_logs_follow_prints_lines_of_a_run_in_another_process_until_it_ends(tmp_
         talker.communicate(timeout=120)
         if follower is not None and follower.poll() is None:
             follower.kill()
-    lines = [line.split(" - ", 1)[1] for line in out.splitlines()]
-    assert lines == ["Created flow run 'followed' for flow 'talk'", *[f"line {i}" for i in range(5)],
-                     "Finished in state Completed()"]
+    lines = [line.split(" | ", 2)[2] for line in out.splitlines()]
+    steps = [f"Task run '{'step' if i == 0 else f'step-{i + 1}'}' - Finished in state Completed()" for i in range(5)]
+    assert lines == ["Flow run 'followed' - Created flow run 'followed' for flow 'talk'",
+                     *[line for i in range(5) for line in (f"Flow run 'followed' - line {i}", steps[i])],
+                     "Flow run 'followed' - Finished in state Completed()"]
 
 
 def test_delete_refuses_a_running_run(tmp_path: Path) -> None:

@@ -135,11 +135,52 @@ def test_stored_log_lines_follow_the_logging_level(tmp_path: Path) -> None:
         logger = get_run_logger()
         logger.info("just so you know")
         logger.warning("careful")
+        double(1)  # its closing line is INFO too: not kept
 
     with recording(tmp_path / "home", logging_level="WARNING"):
         chatty()
         lines = runs.logs(runs.flow_runs()[0].id)
     assert [(line.level, line.message) for line in lines] == [(logging.WARNING, "careful")]
+
+
+def test_a_task_runs_closing_line_is_kept_in_its_row_and_read_back_in_place(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+
+    @task(on_completion=[lambda t, r, s: get_run_logger().info("hooked")])
+    def with_hook() -> int:
+        return 1
+
+    @task
+    def plain(x: int) -> int:
+        get_run_logger().info("plain says %s", x)
+        return x
+
+    @flow
+    def mixed() -> int:
+        first = plain(1)
+        get_run_logger().info("between")
+        return first + with_hook() + plain(2)
+
+    with recording(home):
+        assert mixed() == 4
+        run = runs.flow_runs()[0]
+        lines = runs.logs(run.id)
+        tasks = {t.name: t for t in runs.task_runs(run.id)}
+        only_plain = runs.logs(tasks["plain"].id)
+    with db(home) as conn:
+        stored = conn.execute("SELECT count(*) FROM logs WHERE message LIKE 'Finished in state%'").fetchone()[0]
+        flags = dict(conn.execute("SELECT name, closing_line FROM task_runs").fetchall())
+    assert stored == 2  # the flow run's and the hooked task run's, whose line follows its hook's
+    assert flags == {"plain": 1, "with_hook": None, "plain-2": 1}
+    texts = [f"{line.run_name}: {line.message}" for line in lines if line.task_run_id or "Created" not in line.message]
+    assert texts == [
+        "plain: plain says 1", "plain: Finished in state Completed()", f"{run.name}: between",
+        f"{run.name}: hooked", "with_hook: Finished in state Completed()",  # after its hook's lines
+        "plain-2: plain says 2", "plain-2: Finished in state Completed()",
+        f"{run.name}: Finished in state Completed()",
+    ]
+    assert [(line.id is None, line.message) for line in only_plain] == [
+        (False, "plain says 1"), (True, "Finished in state Completed()")]  # kept in the row: no log id
 
 
 def test_parameters_are_shown_truncated_and_kept_whole_for_reruns(tmp_path: Path) -> None:

@@ -154,9 +154,10 @@ class TaskRunRecord(_RunRecord):
 
 
 class LogRecord(_Record):
-    """One log line of a flow run or of one of its task runs (``task_run_id`` set)."""
+    """One log line of a flow run or of one of its task runs (``task_run_id`` set). ``id`` orders the
+    lines a process wrote; a task run's closing line, kept with the task run, has none."""
 
-    id: int
+    id: Optional[int] = None
     flow_run_id: str
     task_run_id: Optional[str] = None
     run_name: str

@@ -6,17 +6,21 @@ run names) are resolved here, with one clear error when nothing or more than one
 
 from __future__ import annotations
 
+import logging
 import pickle
 import re
 import sqlite3
+from heapq import merge
+from operator import itemgetter
 from typing import Any
 
-from nbflow._states import StateType
+from nbflow._events import ENGINE_LOGGER, closing_text
+from nbflow._states import State, StateType
 from nbflow._store.history import parse_history
 from nbflow.exceptions import ParametersNotStoredError, RunNotFoundError
 
 __all__ = [
-    "resolve_flow_run", "flow_runs", "flow_run", "task_runs", "task_run", "logs", "edges",
+    "resolve_flow_run", "flow_runs", "flow_run", "task_runs", "task_run", "logs", "closing_lines", "lines", "edges",
     "subflow_runs", "parse_history", "load_parameters", "FLOW_COLUMNS", "TASK_COLUMNS",
 ]
 
@@ -27,12 +31,13 @@ FLOW_COLUMNS = (
 )
 TASK_COLUMNS = (
     "id", "flow_run_id", "name", "task_name", "task_key", "cache_key", "tags", "state_type", "state_name",
-    "state_message", "state_timestamp", "history", "start_time", "end_time", "run_count",
+    "state_message", "state_timestamp", "history", "start_time", "end_time", "run_count", "closing_line",
 )
 _FLOW_SELECT = f"SELECT {', '.join(FLOW_COLUMNS)} FROM flow_runs"
 _TASK_SELECT = f"SELECT {', '.join(TASK_COLUMNS)} FROM task_runs"
 _HEX = re.compile(r"[0-9a-f]{1,32}")
 _STATE_TYPES = frozenset(t.value for t in StateType)
+_TIMESTAMP = itemgetter(4)  # of a log row
 
 
 def _flow_dict(row: tuple) -> dict[str, Any]:
@@ -149,6 +154,28 @@ def logs(conn: sqlite3.Connection, flow_run_id: str, *, task_run_id: str | None 
         sql += " LIMIT ?"
         args.append(int(limit))
     return conn.execute(sql, args).fetchall()
+
+
+def closing_lines(conn: sqlite3.Connection, flow_run_id: str, *, task_run_id: str | None = None) -> list[tuple]:
+    """The closing lines kept in task run rows (schema: ``closing_line``), as ``logs`` rows with no
+    id, in the order the task runs finished."""
+    sql = ("SELECT id, state_type, state_name, state_message, state_timestamp FROM task_runs"
+           " WHERE flow_run_id = ? AND closing_line = 1")
+    args: list[Any] = [flow_run_id]
+    if task_run_id is not None:
+        sql += " AND id = ?"
+        args.append(task_run_id)
+    rows = conn.execute(sql + " ORDER BY state_timestamp", args).fetchall()
+    return [(None, flow_run_id, id_, logging.INFO, timestamp, ENGINE_LOGGER,
+             closing_text(State(StateType(type_), name, message, timestamp=timestamp)))
+            for id_, type_, name, message, timestamp in rows]
+
+
+def lines(conn: sqlite3.Connection, flow_run_id: str, *, task_run_id: str | None = None) -> list[tuple]:
+    """Every log line of a flow run (or of one of its task runs): ``logs`` rows and the closing lines
+    kept in task run rows, in time order (rows of ``logs`` keep their own order)."""
+    return list(merge(logs(conn, flow_run_id, task_run_id=task_run_id),
+                      closing_lines(conn, flow_run_id, task_run_id=task_run_id), key=_TIMESTAMP))
 
 
 def edges(conn: sqlite3.Connection, flow_run_id: str) -> list[tuple[str, str]]:

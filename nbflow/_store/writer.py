@@ -8,8 +8,8 @@ generation and runs full collections, which cost a chain of small tasks more tha
 The thread wakes every ``BATCH_SECONDS`` while events arrive, writes everything queued in one
 ``BEGIN IMMEDIATE`` transaction of multi-row statements (SQLite works without the GIL, so the engine
 keeps running), and sleeps until the next event, or the next heartbeat, when there is nothing to do.
-One row per task run (its states in a ``history`` column) and one per log line: that is the whole
-cost of a task.
+One row per task run (its states in a ``history`` column, its closing line in ``closing_line``) and
+one per other log line: that is the whole cost of a task.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from nbflow._context import FlowRunContext, current
-from nbflow._events import ENGINE_LOGGER, EdgesAdded, FlowRunFinished, LogEmitted, RunCreated, StateChanged, closing_text
+from nbflow._events import ENGINE_LOGGER, EdgesAdded, FlowRunFinished, LogEmitted, RunCreated, StateChanged
 from nbflow._forkguard import ForkGuard
 from nbflow._runs import FlowRun, TaskRun
 from nbflow._states import FINAL_TYPE_NAMES, FINAL_TYPES, State, StateType
@@ -112,11 +112,10 @@ class Writer:
             run = event.run
             state = event.state
             if run.__class__ is TaskRun:
+                # A final state that stands for the closing line marks the row (schema: closing_line).
                 self._append((_TASK_STATE, run.id, run.flow_run_id, _TYPE_NAME[state.type], state.name,
                               state.message, state.timestamp, run.start_time, run.end_time, run.run_count,
-                              run.cache_key))
-                if event.finished and self.level <= _INFO:  # the state stands for the closing line too
-                    self._append((_LOG, run.flow_run_id, run.id, _INFO, state.timestamp, None, closing_text(state)))
+                              run.cache_key, 1 if event.finished and self.level <= _INFO else None))
             else:
                 if state.type is _RUNNING and run.run_count == 0:
                     self._flow_started(run)
@@ -317,12 +316,13 @@ _UPDATE_FLOW = (
 )
 _INSERT_TASK = (
     "INSERT INTO task_runs (id, flow_run_id, name, task_name, task_key, cache_key, tags, state_type,"
-    " state_name, state_message, state_timestamp, history, start_time, end_time, run_count)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    " state_name, state_message, state_timestamp, history, start_time, end_time, run_count, closing_line)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 _SET_TASK = (
     "UPDATE task_runs SET state_type = ?, state_name = ?, state_message = ?, state_timestamp = ?,"
-    " history = COALESCE(history || ',', '') || ?, start_time = ?, end_time = ?, run_count = ?, cache_key = ?"
+    " history = COALESCE(history || ',', '') || ?, start_time = ?, end_time = ?, run_count = ?, cache_key = ?,"
+    " closing_line = ?"
 )
 # Many rows per statement: UPDATE ... FROM (VALUES (...), (...)) joined on rowid. The id must match
 # too: a remembered rowid can be stale (its row deleted by `flow-run delete` and the rowid reused by
@@ -330,9 +330,9 @@ _SET_TASK = (
 _UPDATE_TASKS = (
     "UPDATE task_runs SET state_type = v.column1, state_name = v.column2, state_message = v.column3,"
     " state_timestamp = v.column4, history = COALESCE(history || ',', '') || v.column5, start_time = v.column6,"
-    " end_time = v.column7, run_count = v.column8, cache_key = v.column9 FROM (",
-    "(?,?,?,?,?,?,?,?,?,?,?)",
-    ") AS v WHERE task_runs.rowid = v.column10 AND task_runs.id = v.column11",
+    " end_time = v.column7, run_count = v.column8, cache_key = v.column9, closing_line = v.column10 FROM (",
+    "(?,?,?,?,?,?,?,?,?,?,?,?)",
+    ") AS v WHERE task_runs.rowid = v.column11 AND task_runs.id = v.column12",
 )
 _UPDATE_TASK_BY_ID = _SET_TASK + " WHERE flow_run_id = ? AND id = ?"  # a run the writer lost track of
 _INSERT_LOG = "INSERT INTO logs (flow_run_id, task_run_id, level, timestamp, logger, message) VALUES (?,?,?,?,?,?)"
@@ -340,7 +340,7 @@ _INSERT_EDGE = "INSERT INTO edges (flow_run_id, upstream_id, downstream_id) VALU
 
 # Rows per statement. A few fixed sizes, so each statement is compiled once and then reused from the
 # connection's cache: compiling a 500-row INSERT costs ten times running it.
-_SIZES = (500, 100, 20, 5, 1)  # x 15 columns: well under SQLite's 32,766 parameters per statement
+_SIZES = (500, 100, 20, 5, 1)  # x 16 columns: well under SQLite's 32,766 parameters per statement
 _multi: dict[tuple[str, int], str] = {}
 
 
@@ -460,16 +460,16 @@ class _Rows:
         for created, state, history in tasks.values():
             if state is None:  # created, in its first state: a row to fill in later
                 self.open_tasks.append((len(new_tasks), created[1]))
-                new_tasks.append((*created[1:6], None, *created[6:11], history[0], None, None, 0))
+                new_tasks.append((*created[1:6], None, *created[6:11], history[0], None, None, 0, None))
                 continue
-            _, run_id, flow_run_id, type_, name, message, timestamp, start, end, run_count, cache_key = state
+            _, run_id, flow_run_id, type_, name, message, timestamp, start, end, run_count, cache_key, closing = state
             if created is not None:
                 if type_ not in final:
                     self.open_tasks.append((len(new_tasks), run_id))
                 new_tasks.append((*created[1:6], cache_key, created[6], type_, name, message, timestamp,
-                                  ",".join(history), start, end, run_count))
+                                  ",".join(history), start, end, run_count, closing))
                 continue
-            values = (type_, name, message, timestamp, ",".join(history), start, end, run_count, cache_key)
+            values = (type_, name, message, timestamp, ",".join(history), start, end, run_count, cache_key, closing)
             rowid = rowids.pop(run_id, None) if type_ in final else rowids.get(run_id)
             if rowid is not None:
                 self.task_updates.append((*values, rowid, run_id))

@@ -7,9 +7,11 @@ scripts.
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import sys
 import time
+from operator import itemgetter
 from typing import Any
 
 from nbflow.cli import CliError
@@ -171,6 +173,7 @@ def _logs(args: argparse.Namespace) -> int:
     with store.reading(flush=True) as conn:
         flow_id = reader.resolve_flow_run(conn, args.id)
     last = 0
+    closed: set[str] = set()  # task runs whose closing line (kept in their row) was printed
     finished_line = False  # the engine's "Finished in state" line of the flow run itself
     grace = 1  # the final state can be committed one batch before that line: poll once more for it
     next_sweep = time.monotonic() + 5
@@ -179,10 +182,14 @@ def _logs(args: argparse.Namespace) -> int:
             state = conn.execute("SELECT state_type FROM flow_runs WHERE id = ?", (flow_id,)).fetchone()
             ended = state is None or state[0] in FINAL_TYPE_NAMES
             rows = reader.logs(conn, flow_id, after=last)
+            closing = [row for row in reader.closing_lines(conn, flow_id) if row[2] not in closed]
+            if closing:
+                closed.update(row[2] for row in closing)
+                rows = list(heapq.merge(rows, closing, key=itemgetter(4)))
             names = reader.task_names(conn, flow_id) if rows else {}
             flow_name = conn.execute("SELECT name FROM flow_runs WHERE id = ?", (flow_id,)).fetchone()
         for row in rows:
-            last = row[0]
+            last = row[0] or last
             finished_line = finished_line or (row[2] is None and row[6].startswith("Finished in state"))
             _print_log(row, names, flow_name[0] if flow_name else "?", args)
         sys.stdout.flush()
