@@ -118,7 +118,7 @@ def _bench(kc: Any, n: int, monitor: bool) -> dict[str, Any]:
     return result
 
 
-def measure(tasks: int = 10_000, pairs: int = 15) -> dict[str, Any]:
+def measure(tasks: int = 10_000, pairs: int = 21) -> dict[str, Any]:
     from jupyter_client.manager import start_new_kernel
 
     home = tempfile.mkdtemp(prefix="nbflow-bench-monitor-")
@@ -162,7 +162,7 @@ def measure(tasks: int = 10_000, pairs: int = 15) -> dict[str, Any]:
 
 def run() -> list[dict[str, Any]]:
     quick = os.environ.get("NBFLOW_BENCH_QUICK") == "1"
-    result = measure(tasks=1000 if quick else 10_000, pairs=2 if quick else 15)
+    result = measure(tasks=1000 if quick else 10_000, pairs=2 if quick else 21)
     n = f"{result['tasks']:,}"
     return [
         {"workload": f"{n}-task flow in a kernel, monitor on / off", "unit": "×",
@@ -183,7 +183,7 @@ def _summary(r: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=10_000)
-    parser.add_argument("--pairs", type=int, default=15, help="on/off pairs of timed runs (default 15)")
+    parser.add_argument("--pairs", type=int, default=21, help="on/off pairs of timed runs (default 21)")
     parser.add_argument("--json", help="also write the result as JSON to this file")
     args = parser.parse_args(argv)
     if args.tasks < 1 or args.pairs < 1:

@@ -67,9 +67,9 @@ def _cpu() -> float:
 
 
 BURST = 5
-"""Flow runs per timed block: a flow call returns without waiting for its last batch to be written,
-so a block is BURST back-to-back calls and then the flush that commits them, all timed: what the
-store costs while a notebook runs flow after flow, the writing of every run included."""
+"""Flow runs per timed block: BURST back-to-back calls and then a flush, all timed: what the store
+costs while a notebook runs flow after flow, the writing of every run included (a flow call waits
+for its own run's commit already; the flush makes sure nothing is left for the next block)."""
 
 
 def job_overhead(n: int, repeats: int) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from nbflow._clock import Clock
+from nbflow._threads import start_thread
 
 __all__ = ["Call", "Sleep", "Outcome", "drive", "adrive", "Interrupted", "cancellations", "interrupt_thread"]
 
@@ -158,7 +159,7 @@ def _call_in_thread(call: Call) -> Outcome:
             done.set()
 
     thread = threading.Thread(target=target, name="nbflow-timeout", daemon=True)
-    thread.start()
+    start_thread(thread)
     try:
         finished = done.wait(call.timeout)
     except BaseException:  # interrupted while waiting: stop the body too, then propagate

@@ -38,19 +38,20 @@ class RunCreated:
 class StateChanged:
     """``run`` entered ``state`` (already set on ``run.state``). ``state`` itself never changes.
 
-    ``finished``: this final state is also the run's closing line, ``Finished in state ...``, which
-    is then not emitted as a ``LogEmitted`` of its own: subscribers that print or keep log lines
-    take it from ``closing_line()``. A task run without hooks ends in one event instead of two (with
-    hooks, their lines come first and the closing line follows as usual).
+    ``closing_at``: set on a final state that is also the run's closing line, ``Finished in state
+    ...``, written at that time (after the lines the engine wrote since the outcome, such as a
+    failure's traceback); that line is then not emitted as a ``LogEmitted`` of its own: subscribers
+    that print or keep log lines take it from ``closing_line()``. A task run without hooks ends in
+    one event instead of two (with hooks, their lines come first and the closing line follows as usual).
     """
 
     run: FlowRun | TaskRun
     state: State
-    finished: bool = False
+    closing_at: float | None = None
 
     def closing_line(self) -> LogEmitted:
-        """The closing log line this final state stands for (``finished`` is true)."""
-        return LogEmitted(self.run, logging.INFO, closing_text(self.state), self.state.timestamp, ENGINE_LOGGER)
+        """The closing log line this final state stands for (``closing_at`` is set)."""
+        return LogEmitted(self.run, logging.INFO, closing_text(self.state), self.closing_at or 0.0, ENGINE_LOGGER)
 
 
 @dataclass(slots=True)

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import weakref
 from types import TracebackType
 
 __all__ = ["ForkGuard", "FORK_WAIT_S"]
 
 FORK_WAIT_S = 5.0
-"""How long a fork waits for a writer's batch in progress; after that it forks anyway."""
+"""How long a fork waits for the writers' batches in progress, in all; after that it forks anyway.
+(A writer waiting for another process's lock holds its guard only for a short slice of that wait.)"""
 
 
 class ForkGuard:
@@ -37,8 +39,8 @@ class ForkGuard:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self._lock.release()
 
-    def _before_fork(self) -> None:
-        self._held_for_fork = self._lock.acquire(timeout=FORK_WAIT_S)
+    def _before_fork(self, deadline: float) -> None:
+        self._held_for_fork = self._lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
 
     def _after_fork(self) -> None:
         """Both sides: the parent's writer goes on; the child's starts over on a free guard."""
@@ -48,16 +50,20 @@ class ForkGuard:
 
 
 _guards: weakref.WeakSet[ForkGuard] = weakref.WeakSet()
+_forking = threading.Lock()  # one fork at a time: the guards' flags belong to the thread that forks
 
 
 def _before_fork() -> None:
+    _forking.acquire()
+    deadline = time.monotonic() + FORK_WAIT_S
     for guard in list(_guards):
-        guard._before_fork()
+        guard._before_fork(deadline)
 
 
 def _after_fork() -> None:
     for guard in list(_guards):
         guard._after_fork()
+    _forking.release()
 
 
 if hasattr(os, "register_at_fork"):

@@ -1,6 +1,7 @@
 """Run logging: ``get_run_logger()``, engine log lines, ``log_prints``, and the console subscriber.
 
-Every log line of a run becomes a ``LogEmitted`` event; the console prints them, the store keeps them.
+Every log line of a run becomes a ``LogEmitted`` event (but a task run's closing line, which its final
+``StateChanged`` stands for); the console prints them, the store keeps them.
 User lines go through the standard ``logging`` module (so handlers and filters work); engine lines
 skip it, because they are on the hot path of every task.
 """
@@ -159,7 +160,7 @@ class ConsoleLogger:
         cls = event.__class__
         if cls is LogEmitted:
             level = event.level  # type: ignore[union-attr]
-        elif cls is StateChanged and event.finished:  # type: ignore[union-attr]
+        elif cls is StateChanged and event.closing_at is not None:  # type: ignore[union-attr]
             level = logging.INFO  # the run's closing line
         else:
             return

@@ -20,6 +20,7 @@ from nbflow._clock import Clock, SystemClock
 from nbflow._context import RootContext, current
 from nbflow._events import EventBus, Subscriber
 from nbflow._logging import ConsoleLogger
+from nbflow._threads import start_thread
 
 __all__ = ["Runtime", "default_runtime", "get_runtime", "use_runtime"]
 
@@ -41,7 +42,7 @@ class _LoopThread:
                 import asyncio
 
                 loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, name="nbflow-async", daemon=True).start()
+                start_thread(threading.Thread(target=loop.run_forever, name="nbflow-async", daemon=True))
                 self._loop = loop
             return self._loop
 

@@ -26,10 +26,10 @@ _UNTRACKED = (type(None), bool)
 _CONTAINERS = (list, tuple, set, frozenset)
 
 
-def set_state(bus: Any, run: FlowRun | TaskRun, state: State, finished: bool = False) -> State:
-    """``finished``: ``state`` is final and also stands for the run's closing line (``StateChanged``)."""
+def set_state(bus: Any, run: FlowRun | TaskRun, state: State, closing_at: float | None = None) -> State:
+    """``closing_at``: ``state`` is final and also stands for the run's closing line (``StateChanged``)."""
     run.state = state
-    bus.emit(StateChanged(run, state, finished))
+    bus.emit(StateChanged(run, state, closing_at))
     return state
 
 
@@ -115,7 +115,7 @@ def cancelled_state(ctx: FlowRunContext, task_run: TaskRun, why: str) -> State:
     """End a task run that will never start (its flow run was cancelled)."""
     runtime = ctx.runtime
     state = states.Cancelled(why, data=CancelledRun(why), timestamp=runtime.clock.now())
-    return set_state(runtime.bus, task_run, state, finished=True)
+    return set_state(runtime.bus, task_run, state, closing_at=state.timestamp)
 
 
 def task_lifecycle(
@@ -232,7 +232,8 @@ def _finish(task: Task, ctx: FlowRunContext, task_run: TaskRun, state: State) ->
     runtime = ctx.runtime
     task_run.end_time = state.timestamp
     hooks = task.options.on_completion if state.is_completed() else task.options.on_failure if state.is_failed() else ()
-    set_state(runtime.bus, task_run, state, finished=not hooks)  # without hooks, nothing follows
+    # Without hooks nothing follows: the final state is the closing line too.
+    set_state(runtime.bus, task_run, state, closing_at=None if hooks else runtime.clock.now())
     if state.is_completed() and _trackable(state.data):
         ctx.track_result(state.data, task_run.id)
     if hooks:

@@ -70,7 +70,7 @@ def _task_records(rows: list[tuple]) -> list[TaskRunRecord]:
         "cache_key": cache_key,
     }, {"_state": (s_type, s_name, s_message, s_time), "_history": history})
         for (id_, flow_run_id, name, task_name, task_key, cache_key, tags, s_type, s_name, s_message, s_time,
-             history, start, end, run_count, _closing_line) in rows]
+             history, start, end, run_count, _closing_at) in rows]
 
 
 def flow_runs(flow_name: str | None = None, state: str | None = None, limit: int | None = 20, *,

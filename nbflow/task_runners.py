@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from nbflow._engine import interrupt_thread
 from nbflow._runs import TaskRun
 from nbflow._states import State
+from nbflow._threads import start_thread
 from nbflow.futures import NbflowFuture
 
 __all__ = ["TaskRunner", "ThreadPoolTaskRunner"]
@@ -156,7 +157,7 @@ class _Pool:
                     thread = threading.Thread(target=self._work, name=f"nbflow-worker-{len(self._threads)}", daemon=True)
                     thread.nbflow_pool = self  # type: ignore[attr-defined]
                     self._threads.append(thread)
-                    thread.start()
+                    start_thread(thread)
 
     def _work(self) -> None:
         while True:

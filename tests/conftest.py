@@ -42,7 +42,7 @@ class Recorder:
     def logs(self) -> list[LogEmitted]:
         """Every log line, the closing lines that final states stand for included."""
         return [e.closing_line() if isinstance(e, StateChanged) else e for e in self.events
-                if isinstance(e, LogEmitted) or (isinstance(e, StateChanged) and e.finished)]
+                if isinstance(e, LogEmitted) or (isinstance(e, StateChanged) and e.closing_at is not None)]
 
 
 class Harness:

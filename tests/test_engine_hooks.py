@@ -99,5 +99,5 @@ def test_a_task_runs_closing_line_comes_last_with_or_without_hooks(harness):
     assert [line.split(" - ", 1)[1] for line in lines if "Task run 'plain'" in line] == ["Finished in state Completed()"]
     # One event for the final state and the closing line without hooks; with hooks the line follows them.
     assert [m.message for m in harness.recorder.logs() if m.run.name == "plain"] == ["Finished in state Completed()"]
-    finals = [e for e in harness.recorder.events if getattr(e, "finished", False)]
+    finals = [e for e in harness.recorder.events if getattr(e, "closing_at", None) is not None]
     assert [e.run.name for e in finals] == ["plain"]

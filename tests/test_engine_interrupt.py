@@ -20,7 +20,8 @@ SCRIPT = textwrap.dedent(
     @task
     def slow():
         print("READY", flush=True)  # the interrupt must land in the task body: say when we are there
-        time.sleep(30)
+        for _ in range(600):  # short sleeps: a signal that lands just before a sleep starts is seen
+            time.sleep(0.05)  # when it ends (Python checks for signals between calls, not during one)
 
     @task
     def later():
@@ -115,3 +116,20 @@ def test_interrupt_while_a_task_waits_for_a_slot_ends_it_cancelled(tmp_path):
     _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 7, err
     assert "Task run 'guarded' - Finished in state Cancelled('Task run was interrupted')" in err
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="POSIX signal masks")
+def test_nbflow_threads_leave_interrupts_to_the_main_thread(harness):
+    # A process's signal may go to any thread that does not block it; Python handles it only in the
+    # main thread, so a Ctrl-C landing on a worker would wait for the main thread's call to return.
+    @task
+    def blocked() -> set:
+        return signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+    @flow
+    def pipeline() -> tuple:
+        return blocked.submit().result(), blocked()
+
+    on_worker, on_caller = pipeline()
+    assert {signal.SIGINT, signal.SIGTERM} <= on_worker
+    assert signal.SIGINT not in on_caller  # the flow's own thread (here the main one) is untouched

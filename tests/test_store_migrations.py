@@ -28,7 +28,7 @@ def test_an_older_database_is_migrated_forward_keeping_its_runs(tmp_path: Path) 
             " VALUES ('0123456789abcdef0123456789abcdef', 'old-timer', 'legacy', 'COMPLETED', 'Completed', 1.0, 1.0,"
             " '[\"COMPLETED\",null,1000000]')"
         )
-        # A task run of then, with its closing line as a row of logs (before closing_line existed).
+        # A task run of then, with its closing line as a row of logs (before closing_at existed).
         conn.execute(
             "INSERT INTO task_runs (id, flow_run_id, name, task_name, task_key, state_type, state_name, state_timestamp)"
             " VALUES ('t1', '0123456789abcdef0123456789abcdef', 'step', 'step', 'mod.step', 'COMPLETED', 'Completed', 1.0)"
@@ -48,7 +48,7 @@ def test_an_older_database_is_migrated_forward_keeping_its_runs(tmp_path: Path) 
         old = runs.flow_run("0123")
         old_lines = [(line.run_name, line.message) for line in runs.logs("0123")]
     assert names[-1] == "old-timer" and len(names) == 2
-    assert old_lines == [("step", "Finished in state Completed()")]  # once: its row has no closing_line
+    assert old_lines == [("step", "Finished in state Completed()")]  # once: its row has no closing_at
     assert [s.name for s in old.history] == ["Completed"]
     with sqlite3.connect(home / "nbflow.db") as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == LATEST

@@ -4,6 +4,7 @@ hooks, heartbeats, and events still queued when the interpreter exits."""
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import socket
 import sqlite3
@@ -273,6 +274,23 @@ def _run_tiny() -> None:
     assert tiny() == 1
 
 
+def _run_tiny_then_log() -> None:
+    from nbflow._context import flow_context
+    from nbflow._logging import log
+
+    kept = []
+
+    @flow
+    def quick() -> None:
+        ctx = flow_context()
+        kept.append((ctx.runtime, ctx.flow_run))
+
+    quick()
+    runtime, flow_run = kept[0]
+    # After the run's own flush; a multiprocessing child leaves with os._exit, which skips atexit.
+    log(runtime.bus, flow_run, logging.WARNING, "said after the end, in a child", runtime.clock.now())
+
+
 @task
 def one_of(i: int) -> int:
     return i
@@ -319,8 +337,8 @@ def test_a_process_forked_while_the_writers_write_still_records_its_runs(tmp_pat
         background = threading.Thread(target=busy)
         background.start()
         try:
-            for _ in range(10):
-                time.sleep(0.03)
+            for _ in range(20):
+                time.sleep(0.01)
                 child = multiprocessing.get_context("fork").Process(target=_run_tiny)
                 started = time.monotonic()
                 child.start()
@@ -330,6 +348,45 @@ def test_a_process_forked_while_the_writers_write_still_records_its_runs(tmp_pat
             stop.set()
             background.join()
         stored = runs.flow_runs(flow_name="tiny", limit=None)
-    assert [code for code, _ in children] == [0] * 10
+    assert [code for code, _ in children] == [0] * 20
     assert max(seconds for _, seconds in children) < 5, children  # a hung child waits 5 s for its writer
-    assert len(stored) == 10 and {r.state_name for r in stored} == {"Completed"}
+    assert len(stored) == 20 and {r.state_name for r in stored} == {"Completed"}
+
+
+def test_a_multiprocessing_child_writes_what_it_queued_when_it_ends(tmp_path: Path) -> None:
+    import multiprocessing
+
+    home = tmp_path / "home"
+    with recording(home):
+        child = multiprocessing.get_context("fork").Process(target=_run_tiny_then_log)
+        child.start()
+        child.join(60)
+        assert child.exitcode == 0
+    with db(home) as conn:
+        assert conn.execute("SELECT message FROM logs ORDER BY id DESC LIMIT 1").fetchone()[0] == "said after the end, in a child"
+
+
+def test_a_fork_does_not_wait_for_a_writer_that_waits_for_another_process(tmp_path: Path) -> None:
+    import contextvars
+    import multiprocessing
+    import threading
+
+    home = tmp_path / "home"
+    with recording(home) as runtime:
+        tiny()
+        with db(home) as blocker:
+            blocker.execute("BEGIN IMMEDIATE")  # another program holds the write lock
+            ended = threading.Thread(target=contextvars.copy_context().run, args=(tiny,))  # its writer waits
+            ended.start()
+            time.sleep(0.5)
+            started = time.monotonic()
+            child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(0,))
+            child.start()
+            forked_after = time.monotonic() - started
+            child.join(60)
+            blocker.rollback()
+            ended.join(60)
+        assert runtime.store.flush()
+        assert len(runs.flow_runs(flow_name="tiny", limit=None)) == 2
+    assert child.exitcode == 0
+    assert forked_after < 1.0  # the writer holds its fork guard only for short slices of its wait

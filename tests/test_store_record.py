@@ -169,9 +169,9 @@ def test_a_task_runs_closing_line_is_kept_in_its_row_and_read_back_in_place(tmp_
         only_plain = runs.logs(tasks["plain"].id)
     with db(home) as conn:
         stored = conn.execute("SELECT count(*) FROM logs WHERE message LIKE 'Finished in state%'").fetchone()[0]
-        flags = dict(conn.execute("SELECT name, closing_line FROM task_runs").fetchall())
+        kept = dict(conn.execute("SELECT name, closing_at IS NOT NULL FROM task_runs").fetchall())
     assert stored == 2  # the flow run's and the hooked task run's, whose line follows its hook's
-    assert flags == {"plain": 1, "with_hook": None, "plain-2": 1}
+    assert kept == {"plain": 1, "with_hook": 0, "plain-2": 1}
     texts = [f"{line.run_name}: {line.message}" for line in lines if line.task_run_id or "Created" not in line.message]
     assert texts == [
         "plain: plain says 1", "plain: Finished in state Completed()", f"{run.name}: between",
@@ -181,6 +181,21 @@ def test_a_task_runs_closing_line_is_kept_in_its_row_and_read_back_in_place(tmp_
     ]
     assert [(line.id is None, line.message) for line in only_plain] == [
         (False, "plain says 1"), (True, "Finished in state Completed()")]  # kept in the row: no log id
+
+
+def test_a_failed_task_runs_error_line_comes_before_its_closing_line(tmp_path: Path) -> None:
+    @task
+    def breaks() -> None:
+        raise ValueError("broken on purpose")
+
+    @flow
+    def fails() -> None:
+        breaks.submit().wait()
+
+    with recording(tmp_path / "home"):
+        fails()
+        lines = runs.logs(runs.task_runs(runs.flow_runs()[0].id)[0].id)
+    assert [line.message.split(":")[0] for line in lines] == ["Task run failed with exception", "Finished in state Failed('Task run encountered an exception ValueError"]
 
 
 def test_parameters_are_shown_truncated_and_kept_whole_for_reruns(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from nbflow._cache.disk import ResultDisk
 from nbflow._forkguard import ForkGuard
+from nbflow._threads import start_thread
 
 __all__ = ["Writer", "Pending"]
 
@@ -78,7 +79,7 @@ class Writer:
         with self._start_lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="nbflow-cache-writer", daemon=True)
-                self._thread.start()
+                start_thread(self._thread)
         self._wake.set()
 
     def flush(self, timeout: float | None = None) -> bool:

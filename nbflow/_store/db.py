@@ -11,9 +11,9 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from nbflow._store.migrations import LATEST, pending, statements
 from nbflow.exceptions import ConfigurationError
@@ -170,22 +170,25 @@ def _retry(fn: Callable[[], T], deadline_s: float = RETRY_FOR_S) -> T:
         pause = min(pause * 2, 1.0)
 
 
-def write(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+def write(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T],
+          guard: AbstractContextManager[Any] | None = None) -> T:
     """Run ``work(conn)`` in one ``BEGIN IMMEDIATE`` transaction, retrying the whole of it when busy.
 
     ``BEGIN IMMEDIATE`` takes the write lock up front, so two processes never deadlock upgrading a read
-    transaction; ``work`` must be safe to run again after a rollback.
+    transaction; ``work`` must be safe to run again after a rollback. ``guard`` is held around each
+    attempt, not across the pauses between them (see ``_forkguard``).
     """
 
     def attempt() -> T:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = work(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return result
+        with guard or nullcontext():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return result
 
     return _retry(attempt)

@@ -139,10 +139,11 @@ MIGRATIONS: list[tuple[int, str]] = [
     CREATE INDEX concurrency_waiter_by_expiry ON concurrency_waiter(expires);
     """),
     (3, """
-    -- closing_line = 1: the task run's closing log line ("Finished in state ..." at INFO, nbflow's
-    -- engine line, at state_timestamp) is this row's, not a row of logs; readers put it back in
-    -- place. One row less per task run: a third of what writing a task run costs SQLite.
-    ALTER TABLE task_runs ADD COLUMN closing_line INTEGER;
+    -- closing_at: the time of the task run's closing log line ("Finished in state <its state>", at
+    -- INFO, nbflow's engine line), kept in this row instead of as a row of logs; readers put it back
+    -- in place. NULL: the line, if any, is a row of logs. One row less per task run: a third of
+    -- what writing a task run costs SQLite.
+    ALTER TABLE task_runs ADD COLUMN closing_at REAL;
     """),
 ]
 

@@ -31,7 +31,7 @@ FLOW_COLUMNS = (
 )
 TASK_COLUMNS = (
     "id", "flow_run_id", "name", "task_name", "task_key", "cache_key", "tags", "state_type", "state_name",
-    "state_message", "state_timestamp", "history", "start_time", "end_time", "run_count", "closing_line",
+    "state_message", "state_timestamp", "history", "start_time", "end_time", "run_count", "closing_at",
 )
 _FLOW_SELECT = f"SELECT {', '.join(FLOW_COLUMNS)} FROM flow_runs"
 _TASK_SELECT = f"SELECT {', '.join(TASK_COLUMNS)} FROM task_runs"
@@ -156,19 +156,23 @@ def logs(conn: sqlite3.Connection, flow_run_id: str, *, task_run_id: str | None 
     return conn.execute(sql, args).fetchall()
 
 
-def closing_lines(conn: sqlite3.Connection, flow_run_id: str, *, task_run_id: str | None = None) -> list[tuple]:
-    """The closing lines kept in task run rows (schema: ``closing_line``), as ``logs`` rows with no
-    id, in the order the task runs finished."""
-    sql = ("SELECT id, state_type, state_name, state_message, state_timestamp FROM task_runs"
-           " WHERE flow_run_id = ? AND closing_line = 1")
+def closing_lines(conn: sqlite3.Connection, flow_run_id: str, *, task_run_id: str | None = None,
+                  since: float | None = None) -> list[tuple]:
+    """The closing lines kept in task run rows (schema: ``closing_at``), as ``logs`` rows with no id,
+    oldest first; ``since``: only those written at that time or later."""
+    sql = ("SELECT id, state_type, state_name, state_message, state_timestamp, closing_at FROM task_runs"
+           " WHERE flow_run_id = ? AND closing_at IS NOT NULL")
     args: list[Any] = [flow_run_id]
     if task_run_id is not None:
         sql += " AND id = ?"
         args.append(task_run_id)
-    rows = conn.execute(sql + " ORDER BY state_timestamp", args).fetchall()
-    return [(None, flow_run_id, id_, logging.INFO, timestamp, ENGINE_LOGGER,
+    if since is not None:
+        sql += " AND closing_at >= ?"
+        args.append(since)
+    rows = conn.execute(sql + " ORDER BY closing_at", args).fetchall()
+    return [(None, flow_run_id, id_, logging.INFO, at, ENGINE_LOGGER,
              closing_text(State(StateType(type_), name, message, timestamp=timestamp)))
-            for id_, type_, name, message, timestamp in rows]
+            for id_, type_, name, message, timestamp, at in rows]
 
 
 def lines(conn: sqlite3.Connection, flow_run_id: str, *, task_run_id: str | None = None) -> list[tuple]:

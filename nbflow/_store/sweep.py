@@ -24,6 +24,7 @@ from nbflow._store import db
 from nbflow._store.history import FINAL_SQL, history_entry
 from nbflow._store.processes import is_alive
 from nbflow._runs import HOST
+from nbflow._threads import start_thread
 
 __all__ = ["sweep", "CrashedRun", "run_crash_hooks"]
 
@@ -139,7 +140,7 @@ def run_crash_hooks(path: Any, crashed: list[CrashedRun]) -> threading.Thread | 
     if not todo:
         return None
     thread = threading.Thread(target=_call_hooks, args=(path, todo), name="nbflow-crash-hooks", daemon=True)
-    thread.start()
+    start_thread(thread)
     return thread
 
 

@@ -1,6 +1,6 @@
 """The store's subscriber: queue run events at emit time, write them in batches on a background thread.
 
-The hot path (every task run emits about five events) copies what the store needs of a task run's
+The hot path (every task run emits three events) copies what the store needs of a task run's
 event into a flat tuple of strings and numbers and appends it to a deque; it never keeps the engine's
 objects. Holding them (the run, its states, its parameters) until the next batch would keep every
 task's objects alive across garbage collections: the collector then promotes them to its oldest
@@ -8,7 +8,7 @@ generation and runs full collections, which cost a chain of small tasks more tha
 The thread wakes every ``BATCH_SECONDS`` while events arrive, writes everything queued in one
 ``BEGIN IMMEDIATE`` transaction of multi-row statements (SQLite works without the GIL, so the engine
 keeps running), and sleeps until the next event, or the next heartbeat, when there is nothing to do.
-One row per task run (its states in a ``history`` column, its closing line in ``closing_line``) and
+One row per task run (its states in a ``history`` column, its closing line's time in ``closing_at``) and
 one per other log line: that is the whole cost of a task.
 """
 
@@ -36,6 +36,7 @@ from nbflow._store import db
 from nbflow._store.history import entry_text, history_entry
 from nbflow._store.processes import own_start_time
 from nbflow._store.render import pickle_parameters, render_parameters
+from nbflow._threads import start_thread
 
 __all__ = ["Writer", "BATCH_SECONDS"]
 
@@ -47,6 +48,7 @@ MAX_BATCH = 20_000  # events per transaction: keeps other processes' waits for t
 MAX_MESSAGE = 100_000  # characters of one log line kept
 FLUSH_TIMEOUT_S = 60.0
 FLOW_END_WAIT_S = 5.0
+WRITER_BUSY_SLICE_MS = 200
 _CHECKPOINT_PAGES = 10_000
 CHECKPOINT_IDLE_S = 1.0
 _RUNNING = StateType.RUNNING
@@ -112,10 +114,10 @@ class Writer:
             run = event.run
             state = event.state
             if run.__class__ is TaskRun:
-                # A final state that stands for the closing line marks the row (schema: closing_line).
+                # A final state that stands for the closing line dates it in the row (schema: closing_at).
                 self._append((_TASK_STATE, run.id, run.flow_run_id, _TYPE_NAME[state.type], state.name,
                               state.message, state.timestamp, run.start_time, run.end_time, run.run_count,
-                              run.cache_key, 1 if event.finished and self.level <= _INFO else None))
+                              run.cache_key, event.closing_at if self.level <= _INFO else None))
             else:
                 if state.type is _RUNNING and run.run_count == 0:
                     self._flow_started(run)
@@ -164,7 +166,7 @@ class Writer:
             with self._start_lock:
                 if self._thread is None and not self._closed:
                     thread = threading.Thread(target=self._loop, name="nbflow-store-writer", daemon=True)
-                    thread.start()
+                    start_thread(thread)
                     self._thread = thread
                     self._write_at_exit()
         self._wake.set()
@@ -211,6 +213,9 @@ class Writer:
     def _loop(self) -> None:
         with self._guard:
             conn = db.connect(self.path)
+            # Wait for another process's lock in short slices, the pauses between them outside the
+            # fork guard (db.write retries): a fork never waits long for a writer that only waits.
+            conn.execute(f"PRAGMA busy_timeout={WRITER_BUSY_SLICE_MS}")
             conn.execute("PRAGMA cache_size=-16000")  # 16 MB: index pages of big runs stay in memory
             # Copying the WAL back into the database (a checkpoint, with an fsync) is done once nothing
             # has been written for CHECKPOINT_IDLE_S, not in the commit of a batch while flows run; a
@@ -257,8 +262,7 @@ class Writer:
         try:
             rows = _Rows(self._rowids)
             markers = rows.collect(batch, self._active)
-            with self._guard:
-                db.write(conn, rows.execute)
+            db.write(conn, rows.execute, self._guard)
             self._rowids.update(rows.assigned)
         except Exception as exc:  # never let the writer die: report once, drop the batch, go on
             self._report(exc)
@@ -279,8 +283,7 @@ class Writer:
         now = time.time()
         ids = [(now, run_id) for run_id in list(self._active)]
         try:
-            with self._guard:
-                db.write(conn, lambda c: c.executemany("UPDATE flow_runs SET heartbeat = ? WHERE id = ?", ids))
+            db.write(conn, lambda c: c.executemany("UPDATE flow_runs SET heartbeat = ? WHERE id = ?", ids), self._guard)
         except Exception as exc:
             self._report(exc)
 
@@ -316,13 +319,13 @@ _UPDATE_FLOW = (
 )
 _INSERT_TASK = (
     "INSERT INTO task_runs (id, flow_run_id, name, task_name, task_key, cache_key, tags, state_type,"
-    " state_name, state_message, state_timestamp, history, start_time, end_time, run_count, closing_line)"
+    " state_name, state_message, state_timestamp, history, start_time, end_time, run_count, closing_at)"
     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 _SET_TASK = (
     "UPDATE task_runs SET state_type = ?, state_name = ?, state_message = ?, state_timestamp = ?,"
     " history = COALESCE(history || ',', '') || ?, start_time = ?, end_time = ?, run_count = ?, cache_key = ?,"
-    " closing_line = ?"
+    " closing_at = ?"
 )
 # Many rows per statement: UPDATE ... FROM (VALUES (...), (...)) joined on rowid. The id must match
 # too: a remembered rowid can be stale (its row deleted by `flow-run delete` and the rowid reused by
@@ -330,7 +333,7 @@ _SET_TASK = (
 _UPDATE_TASKS = (
     "UPDATE task_runs SET state_type = v.column1, state_name = v.column2, state_message = v.column3,"
     " state_timestamp = v.column4, history = COALESCE(history || ',', '') || v.column5, start_time = v.column6,"
-    " end_time = v.column7, run_count = v.column8, cache_key = v.column9, closing_line = v.column10 FROM (",
+    " end_time = v.column7, run_count = v.column8, cache_key = v.column9, closing_at = v.column10 FROM (",
     "(?,?,?,?,?,?,?,?,?,?,?,?)",
     ") AS v WHERE task_runs.rowid = v.column11 AND task_runs.id = v.column12",
 )

@@ -21,6 +21,7 @@ from nbflow.cli._format import table, when
 __all__ = ["register"]
 
 _FOLLOW_POLL_S = 0.5
+_CLOSING_SKEW_S = 1.0
 _TASK_ROWS_SHOWN = 50
 
 
@@ -174,6 +175,7 @@ def _logs(args: argparse.Namespace) -> int:
         flow_id = reader.resolve_flow_run(conn, args.id)
     last = 0
     closed: set[str] = set()  # task runs whose closing line (kept in their row) was printed
+    newest = None  # the time of the newest of those lines
     finished_line = False  # the engine's "Finished in state" line of the flow run itself
     grace = 1  # the final state can be committed one batch before that line: poll once more for it
     next_sweep = time.monotonic() + 5
@@ -182,9 +184,13 @@ def _logs(args: argparse.Namespace) -> int:
             state = conn.execute("SELECT state_type FROM flow_runs WHERE id = ?", (flow_id,)).fetchone()
             ended = state is None or state[0] in FINAL_TYPE_NAMES
             rows = reader.logs(conn, flow_id, after=last)
-            closing = [row for row in reader.closing_lines(conn, flow_id) if row[2] not in closed]
+            # Rows are committed in the order their lines were written: one committed later is older
+            # than the newest seen by the time between dating a line and queueing it, far below a second.
+            since = None if newest is None else newest - _CLOSING_SKEW_S
+            closing = [row for row in reader.closing_lines(conn, flow_id, since=since) if row[2] not in closed]
             if closing:
                 closed.update(row[2] for row in closing)
+                newest = max(newest or 0.0, closing[-1][4])
                 rows = list(heapq.merge(rows, closing, key=itemgetter(4)))
             names = reader.task_names(conn, flow_id) if rows else {}
             flow_name = conn.execute("SELECT name FROM flow_runs WHERE id = ?", (flow_id,)).fetchone()

@@ -12,6 +12,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from nbflow._threads import start_thread
+
 __all__ = ["Renewer"]
 
 
@@ -64,7 +66,7 @@ class Renewer:
         if self._thread is None or not self._thread.is_alive():
             self._stop.clear()
             self._thread = threading.Thread(target=self._loop, name="nbflow-lease-renewer", daemon=True)
-            self._thread.start()
+            start_thread(self._thread)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

@@ -65,7 +65,7 @@ class RunOutput:
         return run.__class__ is not TaskRun and run.id == self.root_id
 
     def closing(self, event: StateChanged) -> None:
-        """A task run's final state that stands for its closing line (``event.finished``)."""
+        """A task run's final state that stands for its closing line (``event.closing_at``)."""
         if not self.quiet and self.level <= logging.INFO:  # quiet: it goes only to the monitor
             self(event.closing_line())
 

@@ -79,7 +79,7 @@ class StateLog:
             if cls is LogEmitted or (cls is StateChanged and batch[i].state.type not in QUIET):  # type: ignore[union-attr]
                 event = batch[i]
                 if owns(event.run.id):  # type: ignore[union-attr]
-                    if cls is StateChanged and event.finished:  # type: ignore[union-attr]
+                    if cls is StateChanged and event.closing_at is not None:  # type: ignore[union-attr]
                         picked.append(_Closing(event))  # written out (a state's repr) only if sent
                     picked.append(event)
                     if len(picked) >= limit:
@@ -127,7 +127,7 @@ class StateLog:
 
 
 class _Closing:
-    """The closing line a final state stands for (``StateChanged.finished``), in the state log."""
+    """The closing line a final state stands for (``StateChanged.closing_at``), in the state log."""
 
     __slots__ = ("state_changed",)
 

@@ -50,7 +50,7 @@ _FINAL = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})  # StateType
 # C-level helpers for the batch passes.
 _IS_CREATED, _IS_STATE, _IS_LOG, _IS_EDGE = (partial(is_, c) for c in (RunCreated, StateChanged, LogEmitted, EdgesAdded))
 _RUN, _STATE = attrgetter("run"), attrgetter("state")
-_RUN_ID, _STATE_TYPE, _FINISHED = attrgetter("run.id"), attrgetter("state.type"), attrgetter("finished")
+_RUN_ID, _STATE_TYPE, _CLOSING_AT = attrgetter("run.id"), attrgetter("state.type"), attrgetter("closing_at")
 
 
 class MonitorModel:
@@ -142,7 +142,7 @@ class MonitorModel:
         # An entry per log line and per transition that is not QUIET, and one more per final state
         # that stands for its run's closing line ("Finished in state ...", see StateChanged).
         shown = (len(logs) + len(states) - sum(map(QUIET.__contains__, map(_STATE_TYPE, states)))
-                 + sum(map(_FINISHED, states)))
+                 + len(states) - list(map(_CLOSING_AT, states)).count(None))
         if shown:
             self._log.add_tail(batch, classes, shown, graph.owns)
 

@@ -95,7 +95,7 @@ class StoreFollower:
                 "cache_key": row.get("cache_key") if last else None,
                 "start": row["start_time"] if last else None,
                 "end": row["end_time"] if last and type_ in _FINAL else None,
-                "finished": bool(row.get("closing_line")) and last,
+                "closing_at": row.get("closing_at") if last else None,
             }))
 
 
@@ -114,7 +114,7 @@ class StoreFollower:
 
     def _state_changed(self, run_id: str, name: str, type: str, timestamp: float, *, message: str | None,
                        attempts: int | None, cache_key: str | None, start: float | None, end: float | None,
-                       finished: bool = False) -> None:
+                       closing_at: float | None = None) -> None:
         """A run entered a state (a failure's stored traceback text stands in for its exception)."""
         record = self._records.get(run_id)
         if record is None:
@@ -129,7 +129,7 @@ class StoreFollower:
             record.start_time = start or timestamp
         if end is not None or type in _FINAL:
             record.end_time = end or timestamp
-        self.model.feed(StateChanged(record, state, finished))  # type: ignore[arg-type]
+        self.model.feed(StateChanged(record, state, closing_at))  # type: ignore[arg-type]
 
     def _log_emitted(self, run_id: str, level: int, message: str, timestamp: float, logger: str) -> None:
         record = self._records.get(run_id)

@@ -165,7 +165,7 @@ class NotebookSession:
                     self._flow_run_created(runtime, run)  # type: ignore[arg-type]
         elif cls is StateChanged:
             run = event.run  # type: ignore[union-attr]
-            if event.finished and self._trees:  # type: ignore[union-attr]
+            if event.closing_at is not None and self._trees:  # type: ignore[union-attr]
                 tree = self._trees.get(run.flow_run_id if run.__class__ is TaskRun else run.id)
                 if tree is not None and tree.output is not None:
                     tree.output.closing(event)  # type: ignore[arg-type]

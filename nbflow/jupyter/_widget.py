@@ -26,6 +26,7 @@ from ipywidgets import widget_serialization
 
 from nbflow._events import Event, EventBus
 from nbflow._runs import FlowRun
+from nbflow._threads import start_thread
 from nbflow.exceptions import NbflowError
 from nbflow.jupyter._assets import MonitorAssets, check_bundle, graphviz_source, loader_source, shared_assets
 from nbflow.jupyter._monitor_model import WIRE_LOG_LIMIT, MonitorModel
@@ -198,7 +199,7 @@ class RunMonitor(anywidget.AnyWidget):  # type: ignore[misc]
         """Start the timer thread that sends coalesced updates (idempotent)."""
         if self._thread is None and not self._finished:
             self._thread = threading.Thread(target=self._run_timer, name="nbflow-monitor", daemon=True)
-            self._thread.start()
+            start_thread(self._thread)
 
     def _watch_cell(self) -> None:
         """Note when the running cell ends (a one-shot ``post_execute`` hook), and finish then if the
@@ -309,7 +310,7 @@ class RunMonitor(anywidget.AnyWidget):  # type: ignore[misc]
         if threading.current_thread() is threading.main_thread():
             later = threading.Timer(self.interval, compact)
             later.name, later.daemon = "nbflow-monitor-let-go", True
-            later.start()
+            start_thread(later)
         else:
             compact()
 
