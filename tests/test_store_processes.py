@@ -4,10 +4,10 @@ hooks, heartbeats, and events still queued when the interpreter exits."""
 from __future__ import annotations
 
 import json
-import logging
 import signal
 import socket
 import sqlite3
+import textwrap
 import time
 from pathlib import Path
 
@@ -214,26 +214,29 @@ def test_a_running_flow_records_a_heartbeat(tmp_path: Path) -> None:
         assert runs.flow_runs()[0].host == socket.gethostname()
 
 
+LATE_LINE = """
+    import logging
+    from nbflow import flow
+    from nbflow._context import flow_context
+    from nbflow._logging import log
+
+    kept = []
+
+    @flow
+    def quick() -> None:
+        ctx = flow_context()
+        kept.append((ctx.runtime, ctx.flow_run))
+
+    quick()
+    runtime, flow_run = kept[0]
+    # A line for the finished run, emitted after the run's own flush: only the exit flush writes it.
+    log(runtime.bus, flow_run, logging.WARNING, "{message}", runtime.clock.now())
+"""
+
+
 def test_events_still_queued_at_exit_are_written(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    code = script(tmp_path / "late.py", """
-        import logging
-        from nbflow import flow, task
-        from nbflow._context import flow_context
-        from nbflow._logging import log
-
-        kept = []
-
-        @flow
-        def quick() -> None:
-            ctx = flow_context()
-            kept.append((ctx.runtime, ctx.flow_run))
-
-        quick()
-        runtime, flow_run = kept[0]
-        # A line for the finished run, emitted after the run's own flush: only the exit flush writes it.
-        log(runtime.bus, flow_run, logging.WARNING, "said after the end", runtime.clock.now())
-        """)
+    code = script(tmp_path / "late.py", LATE_LINE.format(message="said after the end"))
     proc = start([str(code)], home)
     _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
@@ -275,20 +278,8 @@ def _run_tiny() -> None:
 
 
 def _run_tiny_then_log() -> None:
-    from nbflow._context import flow_context
-    from nbflow._logging import log
-
-    kept = []
-
-    @flow
-    def quick() -> None:
-        ctx = flow_context()
-        kept.append((ctx.runtime, ctx.flow_run))
-
-    quick()
-    runtime, flow_run = kept[0]
     # After the run's own flush; a multiprocessing child leaves with os._exit, which skips atexit.
-    log(runtime.bus, flow_run, logging.WARNING, "said after the end, in a child", runtime.clock.now())
+    exec(textwrap.dedent(LATE_LINE.format(message="said after the end, in a child")), {})
 
 
 @task

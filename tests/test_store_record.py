@@ -379,3 +379,19 @@ def test_a_task_input_is_freed_when_the_task_is_done_even_while_the_store_cannot
             thread.join(60)
         assert done == [True]
         assert [t.state_name for t in runs.task_runs(runs.flow_runs()[0].id)] == ["Completed"]
+
+
+def test_reading_records_leaves_the_collector_as_it_found_it(tmp_path: Path) -> None:
+    with recording(tmp_path / "home"):
+        pipeline(1)
+        run_id = runs.flow_runs(flow_name="pipeline")[0].id
+        assert gc.isenabled()
+        runs.graph(run_id)
+        runs.logs(run_id)
+        assert gc.isenabled()  # paused while records are built, running again after
+        gc.disable()
+        try:
+            runs.graph(run_id)
+            assert not gc.isenabled()  # someone else's pause is theirs to end
+        finally:
+            gc.enable()
