@@ -2,8 +2,9 @@
 
 The engine only emits; the console logger, the run store, the result cache writer and the widget
 monitor subscribe. Events are read-only by convention (not frozen dataclasses: a frozen one costs
-three times as much to build, and the engine builds three per task run). Subscribers run synchronously in the emitting thread, so they must be quick:
-anything slow (disk, network, widget messages) is queued and done elsewhere.
+three times as much to build, and the engine builds three per task run). Subscribers run
+synchronously in the emitting thread, so they must be quick: anything slow (disk, network, widget
+messages) is queued and done elsewhere.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ from nbflow._states import State
 ENGINE_LOGGER = "nbflow.engine"
 """The logger name of the engine's own lines (``Created flow run ...``, ``Finished in state ...``)."""
 
-__all__ = ["ENGINE_LOGGER", "closing_text", "RunCreated", "StateChanged", "LogEmitted", "EdgesAdded", "FlowRunFinished", "Event", "EventBus", "Subscriber"]
+__all__ = [
+    "ENGINE_LOGGER", "closing_text", "RunCreated", "StateChanged", "LogEmitted", "EdgesAdded", "FlowRunFinished",
+    "Event", "EventBus", "Subscriber",
+]
 
 
 @dataclass(slots=True)
