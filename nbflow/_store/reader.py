@@ -175,11 +175,13 @@ def closing_lines(conn: sqlite3.Connection, flow_run_id: str, *, task_run_id: st
             for id_, type_, name, message, timestamp, at in rows]
 
 
-def lines(conn: sqlite3.Connection, flow_run_id: str, *, task_run_id: str | None = None) -> list[tuple]:
-    """Every log line of a flow run (or of one of its task runs): ``logs`` rows and the closing lines
-    kept in task run rows, in time order (rows of ``logs`` keep their own order)."""
-    return list(merge(logs(conn, flow_run_id, task_run_id=task_run_id),
-                      closing_lines(conn, flow_run_id, task_run_id=task_run_id), key=_TIMESTAMP))
+def lines(conn: sqlite3.Connection, flow_run_id: str, *, task_run_id: str | None = None, after: int = 0,
+          since: float | None = None) -> list[tuple]:
+    """Every log line of a flow run (or of one of its task runs): ``logs`` rows (``after`` a log id)
+    and the closing lines kept in task run rows (``since`` a time), in time order (rows of ``logs``
+    keep their own order)."""
+    return list(merge(logs(conn, flow_run_id, task_run_id=task_run_id, after=after),
+                      closing_lines(conn, flow_run_id, task_run_id=task_run_id, since=since), key=_TIMESTAMP))
 
 
 def edges(conn: sqlite3.Connection, flow_run_id: str) -> list[tuple[str, str]]:

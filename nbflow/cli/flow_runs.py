@@ -7,11 +7,9 @@ scripts.
 from __future__ import annotations
 
 import argparse
-import heapq
 import json
 import sys
 import time
-from operator import itemgetter
 from typing import Any
 
 from nbflow.cli import CliError
@@ -183,15 +181,15 @@ def _logs(args: argparse.Namespace) -> int:
         with store.reading() as conn:
             state = conn.execute("SELECT state_type FROM flow_runs WHERE id = ?", (flow_id,)).fetchone()
             ended = state is None or state[0] in FINAL_TYPE_NAMES
-            rows = reader.logs(conn, flow_id, after=last)
             # Rows are committed in the order their lines were written: one committed later is older
             # than the newest seen by the time between dating a line and queueing it, far below a second.
             since = None if newest is None else newest - _CLOSING_SKEW_S
-            closing = [row for row in reader.closing_lines(conn, flow_id, since=since) if row[2] not in closed]
-            if closing:
-                closed.update(row[2] for row in closing)
-                newest = max(newest or 0.0, closing[-1][4])
-                rows = list(heapq.merge(rows, closing, key=itemgetter(4)))
+            rows = [row for row in reader.lines(conn, flow_id, after=last, since=since)
+                    if row[0] is not None or row[2] not in closed]
+            for row in rows:
+                if row[0] is None:  # a closing line kept in its task run's row
+                    closed.add(row[2])
+                    newest = max(newest or 0.0, row[4])
             names = reader.task_names(conn, flow_id) if rows else {}
             flow_name = conn.execute("SELECT name FROM flow_runs WHERE id = ?", (flow_id,)).fetchone()
         for row in rows:
