@@ -22,7 +22,7 @@ TEST_COMMAND = (
     "apt-get update -q && apt-get install -y -q python3-venv chromium && python3 -m venv .venv && "
     ".venv/bin/pip install -q -e '.[test]' && .venv/bin/python -m pytest"
 )
-MAX_SKIPPED_BLOCKS = 12  # ```ipython cells and `<!-- not-run: ... -->` blocks, in all pages together
+MAX_SKIPPED_BLOCKS = 8  # `<!-- not-run: reason -->` blocks, in all pages together
 EXAMPLE_TIMEOUT = 180  # seconds for one page's examples
 
 
@@ -74,7 +74,13 @@ def blocks(page: Path) -> list[Block]:
 
 
 def runnable(page: Path) -> list[Block]:
-    return [b for b in blocks(page) if b.lang == "python" and b.not_run is None]
+    """The blocks a reader would run, in order: ```python, and ```ipython cells (run in a kernel)."""
+    return [b for b in blocks(page) if b.lang in ("python", "ipython") and b.not_run is None]
+
+
+def in_kernel(page: Path) -> bool:
+    """A page with notebook cells (magics) runs all its blocks as cells of one real kernel."""
+    return any(b.lang == "ipython" for b in runnable(page))
 
 
 # Runs one page's blocks in order, in one namespace, as the reader would paste them into one script.
@@ -93,11 +99,11 @@ for where, path, line, source in json.load(sys.stdin):
 """
 
 
-def example_pages() -> list[Path]:
-    return [p for p in pages() if runnable(p)]
+def _ids(page: Path) -> str:
+    return str(page.relative_to(ROOT))
 
 
-@pytest.mark.parametrize("page", example_pages(), ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("page", [p for p in pages() if runnable(p) and not in_kernel(p)], ids=_ids)
 def test_python_examples_run(page: Path, tmp_path: Path) -> None:
     """Every ```python block runs, the page's blocks in order, in a fresh process with its own home."""
     payload = [[b.where, str(b.page.relative_to(ROOT)), b.line, b.source] for b in runnable(page)]
@@ -106,7 +112,27 @@ def test_python_examples_run(page: Path, tmp_path: Path) -> None:
         [sys.executable, "-c", DRIVER], input=json.dumps(payload), text=True, capture_output=True,
         cwd=tmp_path, env=env, timeout=EXAMPLE_TIMEOUT,
     )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    if proc.returncode != 0:
+        pytest.fail(proc.stderr[-4000:], pytrace=False)  # names the page and the block's line
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", [p for p in pages() if in_kernel(p)], ids=_ids)
+def test_notebook_examples_run(page: Path, tmp_path: Path) -> None:
+    """A page with magics: every block is a cell of one notebook, run in order in a real kernel."""
+    from _kernel import NotebookKernel, error, stream
+
+    home = tmp_path / "home"
+    home.mkdir()
+    with NotebookKernel(home, env={"PYTHONPATH": _pythonpath()}, timeout=EXAMPLE_TIMEOUT) as kernel:
+        for block in runnable(page):
+            cell = kernel.run(block.source)
+            failure = error(cell)
+            # A magic's bad arguments are no error output: IPython prints one `UsageError:` line.
+            usage = [line for line in stream(cell).splitlines() if line.startswith("UsageError:")]
+            if failure is not None or usage:
+                why = failure["traceback"][-4000:] if failure else usage[0]
+                pytest.fail(f"example at {block.where} failed:\n{why}", pytrace=False)
 
 
 def test_every_code_block_says_what_it_is() -> None:
@@ -117,7 +143,7 @@ def test_every_code_block_says_what_it_is() -> None:
 
 
 def test_blocks_that_do_not_run_are_few_and_say_why() -> None:
-    skipped = [b for p in pages() for b in blocks(p) if b.lang == "ipython" or (b.lang == "python" and b.not_run is not None)]
+    skipped = [b for p in pages() for b in blocks(p) if b.lang in ("python", "ipython") and b.not_run is not None]
     unexplained = [b.where for b in skipped if b.not_run == ""]
     assert not unexplained, f"give a reason in <!-- not-run: reason -->: {unexplained}"
     assert len(skipped) <= MAX_SKIPPED_BLOCKS, [b.where for b in skipped]
