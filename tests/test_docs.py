@@ -149,8 +149,8 @@ def test_blocks_that_do_not_run_are_few_and_say_why() -> None:
     assert len(skipped) <= MAX_SKIPPED_BLOCKS, [b.where for b in skipped]
 
 
-# `nbflow X` in shell blocks and inline code: a command (first word) and maybe a subcommand.
-COMMAND = re.compile(r"(?:^|[\s`/$(&|;])nbflow((?:[ \t]+[a-z][\w-]*){1,2})")
+# `nbflow X` in shell blocks and inline code (not `from nbflow import`): a command and maybe a subcommand.
+COMMAND = re.compile(r"(?:^|[\s`/$(&|;])(?<!from )(?<!import )nbflow((?:[ \t]+[a-z][\w-]*){1,2})")
 INLINE_CODE = re.compile(r"`([^`\n]+)`")
 
 
@@ -232,7 +232,8 @@ def test_install_lines_name_the_distribution() -> None:
     for page in pages():
         for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
             for match in re.finditer(r"pip install ([^`\n]*)", line):
-                if re.search(r"(?<![\w/.-])nbflow(?![\w-])", match.group(1)):
+                what = re.split(r"\s#", match.group(1))[0]  # the requirement, its comment left out
+                if re.search(r"(?<![\w/.-])nbflow(?![\w-])", what):
                     wrong.append(f"{page.relative_to(ROOT)}:{number}: {match.group(0)}")
     assert not wrong, wrong
     project = _pyproject()["project"]
