@@ -45,7 +45,7 @@ def cli_reference() -> str:
     from nbflow.cli import build_parser
 
     previous = os.environ.get("COLUMNS")
-    os.environ["COLUMNS"] = "102"  # argparse wraps help to the terminal; pages get one fixed width
+    os.environ["COLUMNS"] = "86"  # argparse wraps help to the terminal; pages get one fixed width
     try:
         parser = build_parser()
         parts = [_help_section("nbflow", parser, 2)]
