@@ -30,6 +30,7 @@ from nbflow._context import FlowRunContext, TaskRunContext
 from nbflow._events import StateChanged
 from nbflow._runs import FlowRun
 from nbflow._hashing import UnhashableInputError
+from nbflow._home import check_private_dir
 from nbflow._logging import log
 from nbflow.cache_policies import DEFAULT, CacheKeyFnPolicy, CachePolicy, NoCache
 
@@ -51,6 +52,10 @@ class ResultCache:
     """Result cache of one runtime: ``$NBFLOW_HOME/cache`` plus its writer and key locks."""
 
     def __init__(self, home: Path, size_limit: int, persist_by_default: bool, clock: Any, bus: Any) -> None:
+        # Refused up front (two stats), as the run store refuses such a home: whoever can write the
+        # cache folder can plant what we unpickle. Checked again when the folder is (re)opened.
+        check_private_dir(Path(home))
+        check_private_dir(Path(home) / "cache", "The result cache folder")
         self.disk = ResultDisk(Path(home) / "cache", size_limit)
         self.locks = KeyLocks(Path(home) / "cache-locks")
         self.writer = Writer(self.disk, self._writer_failed)
