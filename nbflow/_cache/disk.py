@@ -83,6 +83,22 @@ def _private_disk(diskcache: Any) -> type:
 _PRIVATE_DISK: type | None = None
 
 
+class _Pieces:
+    """A file-like reader over ``data`` then ``trailer``, for ``Cache.set(read=True)``."""
+
+    def __init__(self, data: bytes, trailer: bytes) -> None:
+        self._views = [memoryview(data), memoryview(trailer)]
+
+    def read(self, size: int = -1) -> bytes | memoryview:
+        while self._views and not len(self._views[0]):
+            self._views.pop(0)
+        if not self._views:
+            return b""
+        view = self._views[0]
+        chunk, self._views[0] = (view, view[len(view):]) if size < 0 else (view[:size], view[size:])
+        return chunk
+
+
 class DiskUnavailable(Exception):
     """The cache folder cannot be opened or written (permissions, disk full, corrupt database)."""
 
@@ -235,15 +251,18 @@ class ResultDisk:
         replaced: list[str] = []
         with cache.transact(retry=True):
             for kind, value in ops:
-                if kind == "set" and len(value.data) < threshold:
-                    rows.append((value.key, now, value.expire_at, now, value.tag, sqlite3.Binary(value.data)))
+                if kind == "set" and len(value.data) + len(value.trailer) < threshold:
+                    stored = value.data + value.trailer if value.trailer else value.data  # small: cheap to join
+                    rows.append((value.key, now, value.expire_at, now, value.tag, sqlite3.Binary(stored)))
                     continue
                 self._upsert(cache._con, rows, replaced)
                 if kind == "delete":
                     cache.delete(value, retry=True)
                 else:
                     expire = None if value.expire_at is None else max(0.0, value.expire_at - now)
-                    cache.set(value.key, value.data, expire=expire, tag=value.tag, retry=True)
+                    # Read from the two pieces in turn: joining them would copy a large result.
+                    cache.set(value.key, _Pieces(value.data, value.trailer), read=True, expire=expire, tag=value.tag,
+                              retry=True)
             self._upsert(cache._con, rows, replaced)
             touches = list(touches)
             if touches:
