@@ -102,6 +102,7 @@ def load_flow(record: RecordedRun) -> Flow:
             f"import it. Rerun it from the notebook: `%flow rerun {record.id[:8]}` or "
             f"`{_python_name(record)}.rerun({record.id[:8]!r})`. (A flow in a .py file can be rerun from here.)"
         )
+    _check_ref(record, location, qualname)
     try:
         if location.endswith(".py"):
             module = _load_script(Path(location))
@@ -122,6 +123,26 @@ def load_flow(record: RecordedRun) -> Flow:
     if not isinstance(obj, Flow):
         raise NbflowError(f"{ref} is a {type(obj).__name__}, not a flow: was the @flow decorator removed?")
     return obj
+
+
+def _dotted(text: str) -> bool:
+    return bool(text) and all(part.isidentifier() for part in text.split("."))
+
+
+def _check_ref(record: RecordedRun, location: str, qualname: str) -> None:
+    """Refuse a recorded ``flow_ref`` nbflow would not have written, before importing anything.
+
+    nbflow records ``package.module:qualname`` or ``/absolute/path/script.py:qualname``; anything
+    else in the database (a relative path, a file that is not Python, junk) is not imported.
+    """
+    script = location.endswith(".py") and os.path.isabs(location)
+    if _dotted(qualname) and (script or _dotted(location)):
+        return
+    raise NbflowError(
+        f"Flow run {record.name!r} records {record.flow_ref!r} as where flow {record.flow_name!r} is defined, which is "
+        "neither `package.module:qualname` nor the absolute path of a .py file with `:qualname`, so nbflow imports "
+        f"nothing. Rerun it where the flow is defined, with {_python_name(record)}.rerun({record.id[:8]!r})."
+    )
 
 
 def _load_script(path: Path) -> Any:

@@ -244,7 +244,7 @@ def test_reading_history_never_imports_or_unpickles_what_a_row_names(tmp_path: P
     ("evil mod:produce", "module:qualname"),
     ("os.path:join;x", "module:qualname"),
     ("relative/evilmod.py:produce", "absolute path"),
-    ("{missing}:produce", "does not exist"),
+    ("{missing}:produce", "is gone"),
     ("{text}:produce", ".py file"),
 ], ids=["space", "junk-qualname", "relative-path", "missing-file", "not-python"])
 def test_a_rerun_refuses_a_flow_ref_that_is_not_a_module_or_an_existing_script(tmp_path: Path, ref: str, why: str) -> None:
@@ -259,7 +259,7 @@ def test_a_rerun_refuses_a_flow_ref_that_is_not_a_module_or_an_existing_script(t
     done = nbflow(home, "flow-run", "rerun", _only_run(home))
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
-    assert why in done.stderr and ref in done.stderr
+    assert why in done.stderr and ref.rpartition(":")[0] in done.stderr  # it names what it refused
 
 
 def _only_run(home: Path) -> str:
