@@ -49,7 +49,7 @@ def mode(path: Path) -> int:
 
 def test_a_new_home_and_everything_in_it_is_private_after_real_runs_and_cache_writes(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    previous = os.umask(0o022)  # the usual umask, which made every file 0644
+    previous = os.umask(0o022)  # the usual umask, which made every file 0644 (restored at once after)
     try:
         with recording(home) as runtime:
             assert produce() == 10 + BIG
@@ -74,8 +74,8 @@ def test_files_an_older_nbflow_made_readable_are_made_private_and_keep_their_run
     with recording(home) as runtime:
         produce()
         runtime.cache.flush(10)
-        count = runtime.store.reading(flush=True).__enter__().execute("SELECT count(*) FROM flow_runs").fetchone()[0]
-    assert count == 2
+        with runtime.store.reading(flush=True) as conn:
+            assert conn.execute("SELECT count(*) FROM flow_runs").fetchone()[0] == 2
     assert oct(mode(home / "nbflow.db")) == oct(mode(home / "cache" / "cache.db")) == "0o600"
 
 
