@@ -201,7 +201,8 @@ class ResultCache:
                 self.writer.touch(rowid, now)
             body = self.signer.open(data) if isinstance(data, bytes) else None
         if body is None:  # planted, copied from another home, or from before tags: never unpickled
-            self._warn(ctx, task_run, ("untagged", task.name, key),
+            # Warned once per task and flow run: after an upgrade every old entry is one of these.
+            self._warn(ctx, task_run, ("untagged", task.name),
                        f"Cached result of task {task.name!r} could not be loaded: it is damaged or was not written by "
                        "nbflow for this home (its tag does not match), so it was not unpickled; dropped it, the "
                        "task runs again")
