@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nbflow._home import check_private_dir, create_private_file, make_private, make_private_dir, open_private
+
 __all__ = ["ResultDisk", "Entry", "CacheStats", "DiskUnavailable"]
 
 _SELECT = (
@@ -47,6 +49,54 @@ _LIST = (
     " CASE WHEN filename IS NULL THEN length(value) ELSE size END, filename IS NOT NULL"
     " FROM Cache WHERE raw = 1"
 )
+
+
+def _private_disk(diskcache: Any) -> type:
+    """diskcache's ``Disk``, but the files of large values are created 0600 (it opens them with
+    ``open()``, so the umask decides: 0644 by default)."""
+    global _PRIVATE_DISK  # one class per process, made when diskcache is first imported
+    if _PRIVATE_DISK is None:
+
+        class PrivateDisk(diskcache.Disk):  # type: ignore[misc, name-defined]
+            def _write(self, full_path: str, iterator: Any, mode: str, encoding: str | None = None) -> int:
+                folder = os.path.dirname(full_path)
+                for attempt in range(10):  # another process may remove an emptied folder meanwhile
+                    os.makedirs(folder, exist_ok=True)
+                    try:
+                        fd = open_private(full_path)
+                    except FileNotFoundError:
+                        if attempt == 9:
+                            raise
+                        continue
+                    with open(fd, mode.replace("x", "w"), encoding=encoding) as writer:
+                        size = 0
+                        for chunk in iterator:
+                            size += len(chunk)
+                            writer.write(chunk)
+                        return size
+                raise AssertionError("unreachable")
+
+        _PRIVATE_DISK = PrivateDisk
+    return _PRIVATE_DISK
+
+
+_PRIVATE_DISK: type | None = None
+
+
+class _Pieces:
+    """A file-like reader over ``data`` then ``trailer``, for ``Cache.set(read=True)``."""
+
+    def __init__(self, data: bytes, trailer: bytes) -> None:
+        self._views = [memoryview(data), memoryview(trailer)]
+
+    def read(self, size: int = -1) -> bytes | memoryview:
+        while self._views and not len(self._views[0]):
+            self._views.pop(0)
+        if not self._views:
+            return b""
+        view = self._views[0]
+        chunk, self._views[0] = (view, view[len(view):]) if size < 0 else (view[:size], view[size:])
+        return chunk
 
 
 class DiskUnavailable(Exception):
@@ -120,7 +170,7 @@ class ResultDisk:
                 pass
             self._cache = None
         try:
-            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            self._prepare()
             return self._new_cache(diskcache)
         except sqlite3.DatabaseError as exc:
             # Not a database any more (truncated, overwritten): keep it aside for a post-mortem and
@@ -130,7 +180,7 @@ class ResultDisk:
             aside = self.directory.with_name(f"{self.directory.name}.corrupt-{int(time.time())}")
             try:
                 shutil.move(str(self.directory), str(aside))
-                os.makedirs(self.directory, mode=0o700, exist_ok=True)
+                self._prepare()
                 cache = self._new_cache(diskcache)
             except Exception as again:
                 raise DiskUnavailable(f"the result cache at {self.directory} is unusable: {exc}") from again
@@ -139,9 +189,19 @@ class ResultDisk:
         except OSError as exc:
             raise DiskUnavailable(f"cannot open the result cache at {self.directory}: {exc}") from exc
 
+    def _prepare(self) -> None:
+        """The folder private (0700, refused if others can write it) and ``cache.db`` 0600 before
+        SQLite opens it, so its ``-wal``/``-shm`` are 0600 too (see ``nbflow._home``)."""
+        check_private_dir(self.directory, "The result cache folder")
+        make_private_dir(self.directory)
+        db = Path(self._db_path)
+        if not create_private_file(db):
+            make_private(db, db.with_name("cache.db-wal"), db.with_name("cache.db-shm"))
+
     def _new_cache(self, diskcache: Any) -> Any:
         return diskcache.Cache(
             str(self.directory),
+            disk=_private_disk(diskcache),
             size_limit=self.size_limit,
             eviction_policy="least-recently-used",
             tag_index=True,  # `nbflow cache clear --task NAME` deletes by tag
@@ -191,15 +251,18 @@ class ResultDisk:
         replaced: list[str] = []
         with cache.transact(retry=True):
             for kind, value in ops:
-                if kind == "set" and len(value.data) < threshold:
-                    rows.append((value.key, now, value.expire_at, now, value.tag, sqlite3.Binary(value.data)))
+                if kind == "set" and len(value.data) + len(value.trailer) < threshold:
+                    stored = value.data + value.trailer if value.trailer else value.data  # small: cheap to join
+                    rows.append((value.key, now, value.expire_at, now, value.tag, sqlite3.Binary(stored)))
                     continue
                 self._upsert(cache._con, rows, replaced)
                 if kind == "delete":
                     cache.delete(value, retry=True)
                 else:
                     expire = None if value.expire_at is None else max(0.0, value.expire_at - now)
-                    cache.set(value.key, value.data, expire=expire, tag=value.tag, retry=True)
+                    # Read from the two pieces in turn: joining them would copy a large result.
+                    cache.set(value.key, _Pieces(value.data, value.trailer), read=True, expire=expire, tag=value.tag,
+                              retry=True)
             self._upsert(cache._con, rows, replaced)
             touches = list(touches)
             if touches:

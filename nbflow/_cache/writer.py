@@ -31,20 +31,22 @@ _IDLE_SECONDS = 1.0
 
 
 class Pending:
-    """A result waiting to be written."""
+    """A result waiting to be written: its pickle ``data``, then ``trailer`` (its tag, see ``signing``)."""
 
-    __slots__ = ("key", "data", "expire_at", "tag")
+    __slots__ = ("key", "data", "expire_at", "tag", "trailer")
 
-    def __init__(self, key: str, data: bytes, expire_at: float | None, tag: str | None) -> None:
-        self.key, self.data, self.expire_at, self.tag = key, data, expire_at, tag
+    def __init__(self, key: str, data: bytes, expire_at: float | None, tag: str | None, trailer: bytes = b"") -> None:
+        self.key, self.data, self.expire_at, self.tag, self.trailer = key, data, expire_at, tag, trailer
 
 
 class Writer:
     """Queue of writes for one ``ResultDisk``, applied by a daemon thread."""
 
-    def __init__(self, disk: ResultDisk, on_error: Callable[[BaseException], None]) -> None:
+    def __init__(self, disk: ResultDisk, on_error: Callable[[BaseException], None],
+                 sign: Callable[[bytes], bytes] | None = None) -> None:
         self.disk = disk
         self._on_error = on_error
+        self._sign = sign  # the tag of each result, computed here on the writer thread, off the task's path
         self._reset()
         _WRITERS.add(self)
 
@@ -144,6 +146,10 @@ class Writer:
             else:
                 writes.append((kind, value))
         try:
+            if self._sign is not None:
+                for kind, value in writes:
+                    if kind == "set" and not value.trailer:
+                        value.trailer = self._sign(value.data)
             if writes or touches:
                 with self._guard:
                     self.disk.write(writes, list(touches.items()))
