@@ -7,10 +7,7 @@ commit before it exits is spooled under the home and written by the next process
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import sqlite3
 import stat
 import subprocess
 import sys
