@@ -2,13 +2,21 @@
 
 Whatever is wrong with the home folder or the database file is reported once, as a
 ``ConfigurationError`` that names the path; nbflow never overwrites, repairs or deletes a file it did
-not create.
+not create, and checks a file is its own before changing anything in it (even its journal mode).
+
+Once this process has an SQLite connection to ``nbflow.db``, nothing here opens that file with plain
+file I/O again: closing any descriptor of a file drops all of the process's POSIX locks on it, and
+another process's last connection then folds and deletes the WAL this process still writes into
+("How To Corrupt An SQLite Database File", section 2.2; issue 12).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
+import stat
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -19,13 +27,23 @@ from nbflow._home import check_private_dir, create_private_file, make_private, m
 from nbflow._store.migrations import LATEST, pending, statements
 from nbflow.exceptions import ConfigurationError
 
-__all__ = ["DB_NAME", "prepare_home", "open_database", "connect", "write", "translate_errors"]
+__all__ = [
+    "DB_NAME", "prepare_home", "open_database", "connect", "write", "translate_errors", "DiskFullError",
+    "is_disk_full", "is_busy",
+]
 
 DB_NAME = "nbflow.db"
 BUSY_TIMEOUT_S = 10.0  # SQLite's own wait for a lock, per attempt
 RETRY_FOR_S = 300.0  # then we back off and try again, for this long, before giving up on a batch
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _BUSY_CODES = {getattr(sqlite3, "SQLITE_BUSY", 5), getattr(sqlite3, "SQLITE_LOCKED", 6)}
+_SQLITE_FULL, _SQLITE_IOERR = 13, 10
+_LOW_SPACE_BYTES = 1 << 20  # an I/O error with less free than this on the home's disk is a full disk
+_NBFLOW_TABLE = "flow_runs"  # created by migration 1: a database with a version but without it is not ours
+
+# (st_dev, st_ino) of the database files this process has connected to: never read with open() again.
+_connected: set[tuple[int, int]] = set()
+_connected_lock = threading.Lock()
 
 T = TypeVar("T")
 
@@ -67,17 +85,32 @@ def _private_db(path: Path) -> None:
         raise ConfigurationError(f"Cannot create the run store {path}: {exc.strerror or exc}.") from None
 
 
+class DiskFullError(ConfigurationError):
+    """The disk holding the run store is full: the store is fine, space is what is missing."""
+
+
 def _check_file(path: Path) -> None:
-    """Refuse a path that is not an SQLite database before SQLite gets a chance to write to it."""
-    if not path.exists():
-        return
-    if not path.is_file():
-        raise ConfigurationError(f"{path} is not a file: move it away so nbflow can create its run store there.")
+    """Refuse a path that is not an SQLite database before SQLite gets a chance to write to it.
+
+    The header is read with plain I/O only while this process has no connection to the file (see
+    the module docstring); once SQLite has it open, SQLite's own errors report a damaged file.
+    """
     try:
-        with open(path, "rb") as fh:
-            header = fh.read(len(_SQLITE_MAGIC))
+        info = path.stat()
+    except FileNotFoundError:
+        return
     except OSError as exc:
         raise ConfigurationError(f"Cannot read the run store {path}: {exc.strerror or exc}.") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigurationError(f"{path} is not a file: move it away so nbflow can create its run store there.")
+    with _connected_lock:
+        if (info.st_dev, info.st_ino) in _connected:
+            return
+        try:
+            with open(path, "rb") as fh:
+                header = fh.read(len(_SQLITE_MAGIC))
+        except OSError as exc:
+            raise ConfigurationError(f"Cannot read the run store {path}: {exc.strerror or exc}.") from None
     if header and header != _SQLITE_MAGIC:
         raise ConfigurationError(
             f"{path} is not an SQLite database, so it is not an nbflow run store. nbflow leaves it untouched: "
@@ -87,7 +120,13 @@ def _check_file(path: Path) -> None:
 
 def connect(path: Path) -> sqlite3.Connection:
     """A connection in autocommit mode (we ``BEGIN IMMEDIATE`` ourselves) that waits for locks."""
-    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+    with _connected_lock:  # _check_file reads the header only while no connection is open
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        try:
+            info = os.stat(path)  # sqlite3.connect has created the file, if it was missing
+            _connected.add((info.st_dev, info.st_ino))
+        except OSError:
+            pass
     conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a killed process loses nothing committed
     return conn
 
@@ -98,8 +137,10 @@ def translate_errors(path: Path) -> Iterator[None]:
     try:
         yield
     except sqlite3.DatabaseError as exc:
-        if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
+        if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
             raise
+        if is_disk_full(exc, path):
+            raise DiskFullError(disk_full_message(path)) from None
         raise ConfigurationError(
             f"The run store {path} is corrupt or not an nbflow database ({exc}). nbflow leaves it untouched: "
             "move it away to start a fresh run store, or set NBFLOW_HOME to another folder."
@@ -121,7 +162,8 @@ def open_database(home: Path) -> Path:
 def _migrate(conn: sqlite3.Connection, path: Path) -> None:
     conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # a damaged schema fails here, before any write
     version = _version(conn, path)
-    if version == LATEST:  # the common case: one read of the header, no lock taken
+    _refuse_foreign(conn, path, version)  # before WAL mode: that rewrites the file's header
+    if version == LATEST:  # the common case: reads only, no lock taken
         _retry(lambda: _wal(conn, path))
         return
     _retry(lambda: _wal(conn, path))
@@ -130,11 +172,7 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
         conn.execute("BEGIN IMMEDIATE")
         try:
             current = _version(conn, path)  # another process may have migrated while we waited
-            if current == 0 and conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone():
-                raise ConfigurationError(
-                    f"{path} is an SQLite database of another program, not an nbflow run store. nbflow leaves "
-                    "it untouched: move it away, or set NBFLOW_HOME to another folder."
-                )
+            _refuse_foreign(conn, path, current)
             for number, script in pending(current):
                 for statement in statements(script):
                     conn.execute(statement)
@@ -145,6 +183,16 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
             raise
 
     _retry(step)
+
+
+def _refuse_foreign(conn: sqlite3.Connection, path: Path, version: int) -> None:
+    """An SQLite file that is not (yet) an nbflow store, but has a schema, belongs to someone else."""
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if (version == 0 and tables) or (version > 0 and _NBFLOW_TABLE not in tables):
+        raise ConfigurationError(
+            f"{path} is an SQLite database of another program, not an nbflow run store. nbflow leaves "
+            "it untouched: move it away, or set NBFLOW_HOME to another folder."
+        )
 
 
 def _version(conn: sqlite3.Connection, path: Path) -> int:
@@ -163,12 +211,43 @@ def _wal(conn: sqlite3.Connection, path: Path) -> None:
         raise sqlite3.OperationalError("database is locked")  # another process holds it; retried
 
 
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
+def is_busy(exc: BaseException) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED: another connection holds the lock; waiting helps."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
     code = getattr(exc, "sqlite_errorcode", None)
     if code is not None:
         return (code & 0xFF) in _BUSY_CODES
     text = str(exc)
     return "locked" in text or "busy" in text
+
+
+def is_disk_full(exc: BaseException, path: Path | None = None) -> bool:
+    """SQLITE_FULL, ENOSPC, or an SQLite I/O error while the disk of ``path`` has (almost) no space left.
+
+    SQLite turns a write's ENOSPC into SQLITE_FULL, but some writes (growing the -shm file) report
+    SQLITE_IOERR without the errno; the free space on the disk tells those apart.
+    """
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if not isinstance(exc, sqlite3.Error):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = None if code is None else code & 0xFF
+    if primary == _SQLITE_FULL or (primary is None and "disk is full" in str(exc)):
+        return True
+    if primary == _SQLITE_IOERR and path is not None:
+        try:
+            fs = os.statvfs(path.parent)
+        except OSError:
+            return False
+        return fs.f_bavail * fs.f_frsize < _LOW_SPACE_BYTES
+    return False
+
+
+def disk_full_message(path: Path) -> str:
+    return (f"The disk holding the run store {path} is full. The store is kept as it is; free some space on that "
+            "disk, and nbflow writes the run history it kept meanwhile.")
 
 
 def _retry(fn: Callable[[], T], deadline_s: float = RETRY_FOR_S) -> T:
@@ -179,7 +258,7 @@ def _retry(fn: Callable[[], T], deadline_s: float = RETRY_FOR_S) -> T:
         try:
             return fn()
         except sqlite3.OperationalError as exc:
-            if not _is_busy(exc) or time.monotonic() > give_up:
+            if not is_busy(exc) or time.monotonic() > give_up:
                 raise
         time.sleep(pause)
         pause = min(pause * 2, 1.0)
@@ -207,3 +286,12 @@ def write(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T],
             return result
 
     return _retry(attempt)
+
+
+def _after_fork() -> None:
+    global _connected_lock  # a per-process lock: the parent's may have been held by a thread we lost
+    _connected_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)

@@ -145,6 +145,14 @@ MIGRATIONS: list[tuple[int, str]] = [
     -- what writing a task run costs SQLite.
     ALTER TABLE task_runs ADD COLUMN closing_at REAL;
     """),
+    (4, """
+    -- Spool files written into this store (nbflow/_store/spool.py), recorded in the same transaction
+    -- as their rows: a file replayed a second time (its remover died first) is not written twice.
+    CREATE TABLE spool_replays (
+        id TEXT PRIMARY KEY,
+        replayed REAL NOT NULL
+    );
+    """),
 ]
 
 LATEST: int = MIGRATIONS[-1][0]

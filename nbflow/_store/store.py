@@ -6,6 +6,7 @@ import atexit
 import logging
 import os
 import sqlite3
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nbflow._events import RunCreated
-from nbflow._store import db
+from nbflow._store import db, spool
 from nbflow._store.sweep import CrashedRun, run_crash_hooks, sweep
 from nbflow._store.writer import Writer
 
@@ -30,14 +31,19 @@ class Store:
     def __init__(self, settings: Any, *, log_level: int = logging.INFO) -> None:
         self.settings = settings
         self.home = Path(settings.home)
-        self.path: Path = db.open_database(self.home)
+        try:
+            self.path: Path = db.open_database(self.home)
+            full = False
+        except db.DiskFullError as exc:  # keep the store and run anyway: the writer keeps the history
+            print(f"nbflow: {exc}", file=sys.stderr)
+            self.path, full = self.home / db.DB_NAME, True
         self.writer = Writer(self.path, level=log_level, heartbeat_seconds=float(settings.heartbeat_seconds))
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.RLock()
         self._unsubscribe: Callable[[], None] | None = None
         self._hooks: threading.Thread | None = None
         self._hooks_owed: Callable[[], None] | None = None  # unsubscribes ``_first_run``
-        self.crashed: list[CrashedRun] = self._sweep()
+        self.crashed: list[CrashedRun] = [] if full else self._sweep()
         _stores.add(self)
 
     @classmethod
@@ -51,8 +57,16 @@ class Store:
         return store
 
     def _sweep(self) -> list[CrashedRun]:
-        with self.reading() as conn, db.translate_errors(self.path):
-            return sweep(conn, float(self.settings.crash_after_seconds))
+        """Write what processes spooled, then mark the runs of dead processes ``Crashed``: in that
+        order, so a run whose end was spooled is not swept."""
+        try:
+            with self.reading() as conn, db.translate_errors(self.path):
+                spool.replay(conn, self.home)
+                crashed = sweep(conn, float(self.settings.crash_after_seconds))
+        except db.DiskFullError as exc:  # the sweep can wait for the next process; the runs cannot
+            print(f"nbflow: {exc}", file=sys.stderr)
+            return []
+        return crashed
 
     def _first_run(self, event: Any) -> None:
         """Call the ``on_crashed`` hooks of the runs our sweep marked when this process starts a run.

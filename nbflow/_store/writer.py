@@ -9,7 +9,12 @@ The thread wakes every ``BATCH_SECONDS`` while events arrive, writes everything 
 ``BEGIN IMMEDIATE`` transaction of multi-row statements (SQLite works without the GIL, so the engine
 keeps running), and sleeps until the next event, or the next heartbeat, when there is nothing to do.
 One row per task run (its states in a ``history`` column, its closing line's time in ``closing_at``) and
-one per other log line: that is the whole cost of a task.
+one per other log line: that is the whole cost of a task (the rows themselves: ``rows.py``).
+
+What cannot be committed is never dropped for the lock or the disk: a batch that meets a full disk
+(or a lock held for minutes) is kept and retried, and whatever is still unwritten when the process
+exits goes to a spool file under the home (``spool.py``) for the next process to write. A batch that
+SQLite refuses for any other reason is written row by row, so only the bad row is lost.
 """
 
 from __future__ import annotations
@@ -23,19 +28,16 @@ import threading
 import time
 import weakref
 from collections import deque
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
 from nbflow._context import FlowRunContext, current
 from nbflow._events import ENGINE_LOGGER, EdgesAdded, FlowRunFinished, LogEmitted, RunCreated, StateChanged
 from nbflow._forkguard import ForkGuard
-from nbflow._runs import FlowRun, TaskRun
-from nbflow._states import FINAL_TYPE_NAMES, FINAL_TYPES, State, StateType
-from nbflow._store import db
-from nbflow._store.history import entry_text, history_entry
-from nbflow._store.processes import own_start_time
-from nbflow._store.render import pickle_parameters, render_parameters
+from nbflow._runs import TaskRun
+from nbflow._states import StateType
+from nbflow._store import db, spool
+from nbflow._store.rows import EDGE, LOG, TASK_CREATED, TASK_STATE, FlowCreated, FlowRef, Rows
 from nbflow._threads import start_thread
 
 __all__ = ["Writer", "BATCH_SECONDS"]
@@ -45,38 +47,22 @@ __all__ = ["Writer", "BATCH_SECONDS"]
 # Another process sees a run's progress at most this late; this process's readers flush first.
 BATCH_SECONDS = 0.1
 MAX_BATCH = 20_000  # events per transaction: keeps other processes' waits for the write lock short
-MAX_MESSAGE = 100_000  # characters of one log line kept
 FLUSH_TIMEOUT_S = 60.0
 FLOW_END_WAIT_S = 5.0
+EXIT_WAIT_S = 2.0  # at exit, then what is not committed is spooled (another process holds the lock)
+_REFUSALS_SHOWN = 3
+RETRY_KEPT_S = 0.5  # how often batches kept back by a full disk are tried again
 WRITER_BUSY_SLICE_MS = 200
 _CHECKPOINT_PAGES = 10_000
 CHECKPOINT_IDLE_S = 1.0
 _RUNNING = StateType.RUNNING
 _TYPE_NAME = {t: t.value for t in StateType}  # as stored in state_type
 _INFO = 20
-# What a queued tuple is, by its first item.
-_TASK_CREATED, _TASK_STATE, _LOG, _EDGE = range(4)
+_TASK_CREATED, _TASK_STATE, _LOG, _EDGE = TASK_CREATED, TASK_STATE, LOG, EDGE
 
 
-class _FlowCreated:
-    """A flow run announced; its parameters rendered and pickled now, before the flow can mutate them."""
-
-    __slots__ = ("run", "state", "parameters", "blob", "error", "heartbeat")
-
-    def __init__(self, run: FlowRun, state: State) -> None:
-        self.run, self.state = run, state
-        self.parameters = render_parameters(run.parameters)
-        self.blob, self.error = pickle_parameters(run.parameters)
-        self.heartbeat = time.time()
-
-
-class _FlowRef:
-    """Where the flow of a run can be imported from, for ``on_crashed`` hooks after a crash."""
-
-    __slots__ = ("run_id", "ref")
-
-    def __init__(self, run_id: str, ref: str) -> None:
-        self.run_id, self.ref = run_id, ref
+class _Abandoned(Exception):
+    """The exit path spooled what this writer had not committed: it must not commit it too."""
 
 
 class Writer:
@@ -89,6 +75,7 @@ class Writer:
         self._reset()
         self._closed = False
         self._reported = False
+        self._refused = 0  # batches with rows SQLite refused, reported up to _REFUSALS_SHOWN
         _writers.add(self)
 
     def _reset(self) -> None:
@@ -104,6 +91,10 @@ class Writer:
         self._stopping = False
         self._finalizer: Any = None  # multiprocessing's exit hook, when there is one
         self._guard = ForkGuard()  # held around SQLite work: a fork waits for it
+        self._handoff = threading.Lock()  # held from taking a batch off the queue until it is in _kept
+        self._kept: list[Rows] = []  # batches collected but not committed yet, oldest first
+        self._kept_for: str | None = None  # why they are kept ("disk full", "locked"), once reported
+        self._abandoned = False  # the exit path took over what is uncommitted (see _spool_unwritten)
 
     # --- emit side (any thread) ---------------------------------------------------------------
     def on_event(self, event: Any) -> None:
@@ -139,7 +130,7 @@ class Writer:
                 self._append((_TASK_CREATED, run.id, run.flow_run_id, run.name, run.task_name, run.task_key, tags,
                               _TYPE_NAME[state.type], state.name, state.message, state.timestamp))
             else:
-                self._append(_FlowCreated(run, state))
+                self._append(FlowCreated(run, state))
         elif cls is EdgesAdded:
             self._append((_EDGE, event.flow_run_id, event.upstream_ids, event.downstream_id))
         elif cls is FlowRunFinished:
@@ -159,7 +150,7 @@ class Writer:
         if ctx.__class__ is FlowRunContext and ctx.flow_run is run:  # type: ignore[union-attr]
             from nbflow._flows import flow_entrypoint  # the one spelling reruns read back
 
-            self._append(_FlowRef(run.id, flow_entrypoint(ctx.flow.fn)))  # type: ignore[union-attr]
+            self._append(FlowRef(run.id, flow_entrypoint(ctx.flow.fn)))  # type: ignore[union-attr]
 
     def _wake_up(self) -> None:
         if self._thread is None:
@@ -181,12 +172,14 @@ class Writer:
         self._wake.set()
         if done.wait(timeout):
             return True
-        print(f"nbflow: the run store {self.path} is busy (locked by another process?); "
-              "run history will be written when it frees up.", file=sys.stderr)
+        print(f"nbflow: the run store {self.path} is busy (locked by another process?); run history is kept "
+              "and written when it frees up, or spooled for the next nbflow process if this one exits first.",
+              file=sys.stderr)
         return False
 
     def close(self, timeout: float | None = FLUSH_TIMEOUT_S) -> None:
-        """Write what is queued and stop the thread; later events are dropped."""
+        """Write what is queued and stop the thread; what is still unwritten after ``timeout`` is spooled.
+        Later events are dropped."""
         self._closed = True
         thread = self._thread
         if thread is None:
@@ -197,6 +190,8 @@ class Writer:
         atexit.unregister(self._at_exit)
         if self._finalizer is not None:
             self._finalizer.cancel()
+        if thread.is_alive() or self._kept or self._queue:
+            self._spool_unwritten()
 
     def _write_at_exit(self) -> None:
         """Write what is queued when the process ends: at interpreter exit, and when a multiprocessing
@@ -207,7 +202,34 @@ class Writer:
             self._finalizer = util.Finalize(None, self._at_exit, exitpriority=0)
 
     def _at_exit(self) -> None:
-        self.flush(timeout=10.0)
+        self.close(EXIT_WAIT_S)
+
+    def _spool_unwritten(self) -> None:
+        """Take over every batch not committed (the thread may still be waiting for the lock) and
+        spool it, so the next process that opens the home writes it; say so on stderr."""
+        with self._handoff, self._guard:  # the thread is not between taking a batch and keeping it,
+            self._abandoned = True  # nor inside a transaction: from now on it commits nothing
+            unwritten = [rows for rows in self._kept if not rows.committed]
+            queued = [self._queue.popleft() for _ in range(len(self._queue))]
+        if queued:
+            rows = Rows(self._rowids)
+            for marker in rows.collect(queued, {}):
+                marker.set()
+            unwritten.append(rows)
+        unwritten = [rows for rows in unwritten if rows]
+        if not unwritten:
+            return
+        runs = spool.count_runs(unwritten)
+        why = "is on a full disk" if self._kept_for == "disk full" else "is locked by another process"
+        try:
+            where = spool.write(self.path.parent, unwritten)
+        except OSError as exc:
+            print(f"nbflow: the run store {self.path} {why}, and the history of {runs} run(s) could not be spooled "
+                  f"either ({exc.strerror or exc}): it is lost.", file=sys.stderr)
+            return
+        they = "it" if runs == 1 else "they"
+        print(f"nbflow: the run store {self.path} {why}: {runs} run{'' if runs == 1 else 's'} spooled to {where}; "
+              f"{they} will be written by the next nbflow process that opens this home.", file=sys.stderr)
 
     # --- writer thread ------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -226,12 +248,14 @@ class Writer:
         next_beat = time.monotonic() + self.heartbeat_seconds
         queue = self._queue
         try:
-            while True:
+            while not self._abandoned:
                 self._idle = False
                 popleft = queue.popleft  # only this thread pops, so len() is a floor
-                batch = [popleft() for _ in range(min(len(queue), MAX_BATCH))]
-                if batch:
-                    self._write(conn, batch)
+                with self._handoff:
+                    batch = [popleft() for _ in range(min(len(queue), MAX_BATCH))]
+                    markers = self._keep(batch) if batch else []
+                if batch or self._kept:
+                    self._write_kept(conn, markers)
                     dirty = True
                 if time.monotonic() >= next_beat:
                     self._heartbeat(conn)
@@ -248,32 +272,90 @@ class Writer:
                 timeout = max(0.0, next_beat - time.monotonic()) if self._active else None
                 if dirty:
                     timeout = CHECKPOINT_IDLE_S if timeout is None else min(timeout, CHECKPOINT_IDLE_S)
+                if self._kept:
+                    timeout = RETRY_KEPT_S if timeout is None else min(timeout, RETRY_KEPT_S)
                 woke = self._wake.wait(timeout)
                 self._wake.clear()
-                if dirty and not woke and not queue:  # quiet for a while: fold the WAL back now
-                    self._checkpoint(conn)
+                if dirty and not woke and not queue and not self._kept:  # quiet for a while: fold the WAL back
+                    self._checkpoint(conn, "PASSIVE")
                     dirty = False
         finally:
+            if not self._abandoned and not self._kept:
+                self._checkpoint(conn, "TRUNCATE")  # leave no WAL behind (issue 12: 41 MB per process)
             with self._guard:
                 conn.close()
 
-    def _write(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
-        markers = []
-        try:
-            rows = _Rows(self._rowids)
-            markers = rows.collect(batch, self._active)
-            db.write(conn, rows.execute, self._guard)
-            self._rowids.update(rows.assigned)
-        except Exception as exc:  # never let the writer die: report once, drop the batch, go on
-            self._report(exc)
-        finally:
-            for marker in markers:
-                marker.set()
+    def _keep(self, batch: list[Any]) -> list[threading.Event]:
+        """Turn ``batch`` into rows, kept until committed; returns its flush markers."""
+        rows = Rows(self._rowids)
+        markers = rows.collect(batch, self._active)
+        self._kept.append(rows)
+        return markers
 
-    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+    def _write_kept(self, conn: sqlite3.Connection, markers: list[threading.Event]) -> None:
+        """Commit the kept batches in order; stop at one the lock or the disk holds back."""
+        try:
+            while self._kept:
+                if not self._commit(conn, self._kept[0]):
+                    return
+                self._kept.pop(0)
+            if self._kept_for is not None:
+                print(f"nbflow: the run store {self.path} can be written again; the run history kept meanwhile "
+                      "is written.", file=sys.stderr)
+                self._kept_for = None
+        finally:
+            for marker in markers:  # flush() means "written, or failed to be": a full disk must not
+                marker.set()  # hold every flow's end for FLOW_END_WAIT_S
+
+    def _commit(self, conn: sqlite3.Connection, rows: Rows) -> bool:
+        """Write one batch; False if it must be kept for later (the lock, the disk, or the exit took it)."""
+        try:
+            db.write(conn, rows.execute, _Attempt(self, rows))
+        except _Abandoned:
+            return False
+        except Exception as exc:
+            if self._held_back(exc):
+                return False
+            try:  # refused for what it holds: row by row, so only the bad rows are lost
+                db.write(conn, rows.execute_each, _Attempt(self, rows))
+            except _Abandoned:
+                return False
+            except Exception as again:
+                if self._held_back(again):
+                    return False
+                self._report(again)
+                return True
+            if rows.dropped:
+                self._refused += 1
+                if self._refused <= _REFUSALS_SHOWN:
+                    last = " (further refused rows are not reported)" if self._refused == _REFUSALS_SHOWN else ""
+                    print(f"nbflow: the run store {self.path} refused {rows.dropped_text()}; the rest of its batch "
+                          f"was written{last}.", file=sys.stderr)
+        self._rowids.update(rows.assigned)
+        return True
+
+    def _held_back(self, exc: BaseException) -> bool:
+        """The lock (held for minutes) or the disk (full, failing): keep the batch, say so once."""
+        if db.is_disk_full(exc, self.path):
+            why = "disk full"
+        elif db.is_busy(exc) or (isinstance(exc, sqlite3.OperationalError) and "disk I/O" in str(exc)):
+            why = "locked"
+        else:
+            return False
+        if self._kept_for != why:
+            self._kept_for = why
+            if why == "disk full":
+                print(f"nbflow: the disk holding the run store {self.path} is full (disk full). Runs go on; "
+                      "their history is kept in memory and written when space returns (spooled if this process "
+                      "exits first).", file=sys.stderr)
+        return True
+
+    def _checkpoint(self, conn: sqlite3.Connection, mode: str) -> None:
         try:
             with self._guard:
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # never waits for readers or other writers
+                conn.execute("PRAGMA busy_timeout=0")  # never wait for readers or other writers
+                conn.execute(f"PRAGMA wal_checkpoint({mode})")
+                conn.execute(f"PRAGMA busy_timeout={WRITER_BUSY_SLICE_MS}")
         except sqlite3.Error:
             pass  # busy or closing: the next idle moment (or another connection) checkpoints
 
@@ -285,13 +367,36 @@ class Writer:
         try:
             db.write(conn, lambda c: c.executemany("UPDATE flow_runs SET heartbeat = ? WHERE id = ?", ids), self._guard)
         except Exception as exc:
-            self._report(exc)
+            if not self._held_back(exc):
+                self._report(exc)
 
     def _report(self, exc: BaseException) -> None:
         if not self._reported:
             self._reported = True
             print(f"nbflow: could not write to the run store {self.path}: {type(exc).__name__}: {exc}. "
                   "Runs go on; their history may be incomplete.", file=sys.stderr)
+
+
+class _Attempt:
+    """The fork guard around one attempt at a batch, which also closes the door on the exit path:
+    once ``_spool_unwritten`` has taken the batches, nothing commits them here; a batch committed
+    is marked so before the guard is let go, so it is never spooled as well."""
+
+    __slots__ = ("writer", "rows")
+
+    def __init__(self, writer: Writer, rows: Rows) -> None:
+        self.writer, self.rows = writer, rows
+
+    def __enter__(self) -> None:
+        self.writer._guard.__enter__()
+        if self.writer._abandoned:
+            self.writer._guard.__exit__(None, None, None)
+            raise _Abandoned()
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
+        if kind is None:
+            self.rows.committed = True
+        self.writer._guard.__exit__(kind, exc, tb)
 
 
 _writers: weakref.WeakSet[Writer] = weakref.WeakSet()
@@ -305,201 +410,3 @@ def _after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
-
-
-_INSERT_FLOW = (
-    "INSERT OR IGNORE INTO flow_runs (id, name, flow_name, parameters, parameters_pickle, parameters_error,"
-    " parent_flow_run_id, parent_task_run_id, tags, deployment_id, rerun_of, pid, pid_start, host, heartbeat)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-)
-_UPDATE_FLOW = (
-    "UPDATE flow_runs SET state_type = ?, state_name = ?, state_message = ?, state_timestamp = ?,"
-    " history = COALESCE(history || ',', '') || ?, created = COALESCE(created, ?), start_time = ?,"
-    " end_time = ?, run_count = ? WHERE id = ?"
-)
-_INSERT_TASK = (
-    "INSERT INTO task_runs (id, flow_run_id, name, task_name, task_key, cache_key, tags, state_type,"
-    " state_name, state_message, state_timestamp, history, start_time, end_time, run_count, closing_at)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-)
-_SET_TASK = (
-    "UPDATE task_runs SET state_type = ?, state_name = ?, state_message = ?, state_timestamp = ?,"
-    " history = COALESCE(history || ',', '') || ?, start_time = ?, end_time = ?, run_count = ?, cache_key = ?,"
-    " closing_at = ?"
-)
-# Many rows per statement: UPDATE ... FROM (VALUES (...), (...)) joined on rowid. The id must match
-# too: a remembered rowid can be stale (its row deleted by `flow-run delete` and the rowid reused by
-# another process), and then the update is lost rather than written over someone else's task run.
-_UPDATE_TASKS = (
-    "UPDATE task_runs SET state_type = v.column1, state_name = v.column2, state_message = v.column3,"
-    " state_timestamp = v.column4, history = COALESCE(history || ',', '') || v.column5, start_time = v.column6,"
-    " end_time = v.column7, run_count = v.column8, cache_key = v.column9, closing_at = v.column10 FROM (",
-    "(?,?,?,?,?,?,?,?,?,?,?,?)",
-    ") AS v WHERE task_runs.rowid = v.column11 AND task_runs.id = v.column12",
-)
-_UPDATE_TASK_BY_ID = _SET_TASK + " WHERE flow_run_id = ? AND id = ?"  # a run the writer lost track of
-_INSERT_LOG = "INSERT INTO logs (flow_run_id, task_run_id, level, timestamp, logger, message) VALUES (?,?,?,?,?,?)"
-_INSERT_EDGE = "INSERT INTO edges (flow_run_id, upstream_id, downstream_id) VALUES (?,?,?)"
-
-# Rows per statement. A few fixed sizes, so each statement is compiled once and then reused from the
-# connection's cache: compiling a 500-row INSERT costs ten times running it.
-_SIZES = (500, 100, 20, 5, 1)  # x 16 columns: well under SQLite's 32,766 parameters per statement
-_multi: dict[tuple[str, int], str] = {}
-
-
-def _chunked(conn: sqlite3.Connection, head: str, one: str, tail: str, rows: list[tuple]) -> None:
-    """``head VALUES one, one, ... tail`` for all ``rows``, as few statements as the sizes allow.
-
-    ``executemany`` lets go of the GIL around every row and must win it back from the running flow
-    each time (up to 5 ms when the flow is busy); one statement per 500 rows does that much SQLite
-    work, in parallel with the engine, per hand-over.
-    """
-    start, total = 0, len(rows)
-    for size in _SIZES:
-        while total - start >= size:
-            sql = _multi.get((head, size))
-            if sql is None:
-                sql = _multi[(head, size)] = f"{head} VALUES {','.join([one] * size)}{tail}"
-            conn.execute(sql, list(chain.from_iterable(rows[start:start + size])))
-            start += size
-
-
-def insert_rows(conn: sqlite3.Connection, insert: str, rows: list[tuple]) -> None:
-    """``executemany(insert, rows)``, 500 rows per statement."""
-    head, _, one = insert.partition(" VALUES ")
-    _chunked(conn, head, one, "", rows)
-
-
-def _truncated(message: str) -> str:
-    return f"{message[:MAX_MESSAGE]}\n... [{len(message) - MAX_MESSAGE} more characters not stored]"
-
-
-class _Rows:
-    """One batch of events turned into rows, then written in one transaction (``execute``)."""
-
-    def __init__(self, rowids: dict[str, int]) -> None:
-        self.rowids = rowids  # task run id -> rowid, for task runs written but not final yet
-        self.assigned: dict[str, int] = {}  # rowids of this batch's open task runs, kept once committed
-        self.new_flows: list[tuple] = []
-        self.flow_updates: list[tuple] = []
-        self.new_tasks: list[tuple] = []
-        self.open_tasks: list[tuple[int, str]] = []  # (index in new_tasks, id) of those not final
-        self.task_updates: list[tuple] = []
-        self.lost_updates: list[tuple] = []
-        self.logs: list[tuple] = []
-        self.edges: list[tuple] = []
-        self.refs: list[tuple] = []
-
-    def collect(self, batch: list[Any], active: dict[str, None]) -> list[threading.Event]:
-        """Fill the row lists from ``batch``; returns the flush markers found in it.
-
-        A run's row is written once per batch with its latest state and the states it went through:
-        a task run created and finished within one batch costs one INSERT.
-        """
-        markers: list[threading.Event] = []
-        tasks: dict[str, list[Any]] = {}  # task run id -> [its creation if in this batch, latest state, history]
-        flows: dict[str, list[Any]] = {}  # flow run id -> [run, first state's timestamp, latest state, history]
-        logs = self.logs
-        for item in batch:
-            if item.__class__ is tuple:
-                kind = item[0]
-                if kind == _TASK_STATE:
-                    text = entry_text(item[3], item[4], item[5], item[6])
-                    entry = tasks.get(item[1])
-                    if entry is None:
-                        tasks[item[1]] = [None, item, [text]]
-                    else:
-                        entry[1] = item
-                        entry[2].append(text)
-                elif kind == _LOG:
-                    row = item[1:]
-                    if len(row[5]) > MAX_MESSAGE:
-                        row = (*row[:5], _truncated(row[5]))
-                    logs.append(row)
-                elif kind == _TASK_CREATED:
-                    tasks[item[1]] = [item, None, [entry_text(item[7], item[8], item[9], item[10])]]
-                else:
-                    _, flow_run_id, upstream_ids, downstream_id = item
-                    self.edges.extend([(flow_run_id, up, downstream_id) for up in upstream_ids])
-                continue
-            cls = item.__class__
-            if cls is StateChanged:
-                run = item.run
-                state = item.state
-                text = history_entry(state)
-                entry = flows.get(run.id)
-                if entry is None:
-                    flows[run.id] = [run, state.timestamp, state, [text]]
-                else:
-                    entry[2] = state
-                    entry[3].append(text)
-            elif cls is _FlowCreated:
-                run, state = item.run, item.state
-                flows[run.id] = [run, state.timestamp, state, [history_entry(state)]]
-                self.new_flows.append((
-                    run.id, run.name, run.flow_name, item.parameters, item.blob, item.error,
-                    run.parent_flow_run_id, run.parent_task_run_id, json.dumps(list(run.tags)) if run.tags else None,
-                    run.deployment_id, run.rerun_of, run.pid, own_start_time() if run.pid == os.getpid() else None,
-                    run.host, item.heartbeat,
-                ))
-            elif cls is _FlowRef:
-                self.refs.append((item.ref, item.run_id))
-            else:
-                markers.append(item)
-        self._task_rows(tasks)
-        for run_id, (run, first, state, history) in flows.items():
-            self.flow_updates.append((state.type.value, state.name, state.message, state.timestamp, ",".join(history),
-                                      first, run.start_time, run.end_time, run.run_count, run_id))
-            if state.type in FINAL_TYPES:
-                active.pop(run_id, None)
-            elif state.type is _RUNNING and run.pid == os.getpid():
-                active[run_id] = None
-        return markers
-
-    def _task_rows(self, tasks: dict[str, list[Any]]) -> None:
-        rowids = self.rowids
-        new_tasks = self.new_tasks
-        final = FINAL_TYPE_NAMES
-        for created, state, history in tasks.values():
-            if state is None:  # created, in its first state: a row to fill in later
-                self.open_tasks.append((len(new_tasks), created[1]))
-                new_tasks.append((*created[1:6], None, *created[6:11], history[0], None, None, 0, None))
-                continue
-            _, run_id, flow_run_id, type_, name, message, timestamp, start, end, run_count, cache_key, closing = state
-            if created is not None:
-                if type_ not in final:
-                    self.open_tasks.append((len(new_tasks), run_id))
-                new_tasks.append((*created[1:6], cache_key, created[6], type_, name, message, timestamp,
-                                  ",".join(history), start, end, run_count, closing))
-                continue
-            values = (type_, name, message, timestamp, ",".join(history), start, end, run_count, cache_key, closing)
-            rowid = rowids.pop(run_id, None) if type_ in final else rowids.get(run_id)
-            if rowid is not None:
-                self.task_updates.append((*values, rowid, run_id))
-            else:
-                self.lost_updates.append((*values, flow_run_id, run_id))
-
-    def execute(self, conn: sqlite3.Connection) -> None:
-        many = conn.executemany
-        if self.new_flows:
-            many(_INSERT_FLOW, self.new_flows)
-        if self.flow_updates:
-            many(_UPDATE_FLOW, self.flow_updates)
-        if self.refs:
-            many("UPDATE flow_runs SET flow_ref = ? WHERE id = ?", self.refs)
-        if self.new_tasks:
-            # Without an explicit rowid SQLite gives each row max(rowid) + 1, and we hold the write
-            # lock: the rows get base + 1, base + 2, ... in order. Remember those still to be updated.
-            base = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM task_runs").fetchone()[0]
-            insert_rows(conn, _INSERT_TASK, self.new_tasks)
-            # Remembered only after COMMIT (see Writer._write): a rolled-back batch's rowids go to
-            # other rows later.
-            self.assigned = {run_id: base + 1 + index for index, run_id in self.open_tasks}
-        if self.task_updates:
-            _chunked(conn, *_UPDATE_TASKS, self.task_updates)
-        if self.lost_updates:
-            many(_UPDATE_TASK_BY_ID, self.lost_updates)
-        if self.logs:
-            insert_rows(conn, _INSERT_LOG, self.logs)
-        if self.edges:
-            insert_rows(conn, _INSERT_EDGE, self.edges)

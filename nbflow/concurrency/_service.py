@@ -8,6 +8,7 @@ waiters near the front), and a release in this process wakes this process's wait
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 import threading
@@ -87,6 +88,25 @@ class LimitService:
         """The connection, for the administration functions in ``nbflow.concurrency.limits``."""
         with self._lock:
             yield self._connection()  # type: ignore[misc]
+
+    def release_all(self, wait: float = 1.0) -> None:
+        """Hand back every slot and place in the queue this process holds (at exit): a process that
+        exits cleanly must not leave others waiting for its leases to run out."""
+        from nbflow.concurrency._storage import leave_queue, release
+
+        leases, tickets = self.renewer.held()
+        if not (leases or tickets) or self._conn is None or not self._lock.acquire(timeout=wait):
+            return  # nothing held, or a thread of ours is inside SQLite: the lease runs out instead
+        try:
+            self._conn.execute(f"PRAGMA busy_timeout={int(wait * 1000)}")
+            for lease_id in leases:
+                release(self._conn, lease_id)
+            for ticket in tickets:
+                leave_queue(self._conn, ticket)
+        except Exception:
+            pass  # locked or gone: the leases expire by themselves
+        finally:
+            self._lock.release()
 
     def _renew(self, leases: list[str], tickets: list[int]) -> None:
         from nbflow.concurrency._storage import renew
@@ -465,6 +485,14 @@ def service_for(runtime: Any = None) -> LimitService:
 
         runtime = get_runtime()
     return runtime.limits if runtime.limits is not None else attach(runtime)  # type: ignore[no-any-return]
+
+
+def _release_at_exit() -> None:
+    for service in list(_services):
+        service.release_all()
+
+
+atexit.register(_release_at_exit)
 
 
 def _reset_after_fork() -> None:
