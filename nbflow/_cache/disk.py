@@ -9,7 +9,9 @@ table and ``Cache._sql``/``_con``/``_disk`` have been stable since 4.0):
   every hit to update ``access_time`` (measured 70-90 µs against 8 µs for the bare SELECT). We SELECT
   ourselves and let the background writer apply the access-time updates in batches.
 - writes: small values are upserted in one ``executemany`` per batch instead of a ``Cache.set`` each
-  (~50 µs of Python per item under the GIL); large values still go through ``Cache.set``.
+  (~50 µs of Python per item under the GIL); large values are files we write ourselves (``files.py``:
+  streamed, temp + rename) and record as diskcache's own file rows (``MODE_BINARY``). A row whose file
+  is still being written has mode ``MODE_WRITING``, which diskcache does not know (it reads as a miss).
 - listing: ``nbflow cache ls`` needs each entry's tag, size and store time, which only the table has.
 """
 
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ResultDisk", "Entry", "CacheStats", "DiskUnavailable"]
+__all__ = ["ResultDisk", "Entry", "CacheStats", "DiskUnavailable", "StoredFile"]
 
 _SELECT = (
     "SELECT rowid, mode, filename, value FROM Cache"
@@ -41,6 +43,17 @@ _UPSERT = (
     " access_time = excluded.access_time, access_count = 0, tag = excluded.tag, size = 0, mode = 1,"
     " filename = NULL, value = excluded.value"
 )
+MODE_BINARY = 2  # diskcache's mode of a value in a file of its own
+MODE_WRITING = 9  # ours: its file is being written by the process holding the file's lock
+# A large value's row: the file already exists (complete, or being written under its lock).
+_UPSERT_FILE = (
+    "INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, size, mode, filename, value)"
+    " VALUES (?, 1, ?, ?, ?, 0, ?, ?, ?, ?, NULL)"
+    " ON CONFLICT (key, raw) DO UPDATE SET store_time = excluded.store_time, expire_time = excluded.expire_time,"
+    " access_time = excluded.access_time, access_count = 0, tag = excluded.tag, size = excluded.size,"
+    " mode = excluded.mode, filename = excluded.filename, value = NULL"
+)
+_FINISH = f"UPDATE Cache SET mode = {MODE_BINARY}, size = ? WHERE key = ? AND raw = 1 AND filename = ? AND mode = {MODE_WRITING}"
 _CULL_EVERY = 60.0  # seconds between sweeps of expired entries (over the size limit: at once)
 _LIST = (
     "SELECT key, tag, store_time, access_time, expire_time, access_count,"
@@ -64,6 +77,15 @@ class Entry:
     expires: float | None
     size: int
     in_file: bool  # stored as a file of its own (large results)
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A live entry whose value is a file: loaded by streaming it (``files.load``), not as bytes."""
+
+    filename: str
+    path: str
+    writing: bool  # still being written: wait for it (``files.wait_written``), then read the row again
 
 
 @dataclass(frozen=True)
@@ -170,6 +192,8 @@ class ResultDisk:
         if not rows:
             return None
         rowid, mode, filename, value = rows[0]
+        if filename is not None and mode in (MODE_BINARY, MODE_WRITING):
+            return rowid, StoredFile(filename, os.path.join(self.directory, filename), mode == MODE_WRITING)
         try:
             data = cache._disk.fetch(mode, filename, value, False)
         except OSError:  # its file was removed under us (eviction by another process, a user's rm)
@@ -191,11 +215,13 @@ class ResultDisk:
         replaced: list[str] = []
         with cache.transact(retry=True):
             for kind, value in ops:
-                if kind == "set" and len(value.data) < threshold:
+                if kind == "set" and value.file is None and len(value.data) < threshold:
                     rows.append((value.key, now, value.expire_at, now, value.tag, sqlite3.Binary(value.data)))
                     continue
                 self._upsert(cache._con, rows, replaced)
-                if kind == "delete":
+                if kind == "set" and value.file is not None:
+                    self._upsert_file(cache._con, value, now, replaced)
+                elif kind == "delete":
                     cache.delete(value, retry=True)
                 else:
                     expire = None if value.expire_at is None else max(0.0, value.expire_at - now)
@@ -209,6 +235,22 @@ class ResultDisk:
         if now - self._last_cull > _CULL_EVERY or cache.volume() > self.size_limit:
             self._last_cull = now
             cache.cull(retry=True)  # expired entries first, then least recently used, to the limit
+
+    @staticmethod
+    def _upsert_file(con: sqlite3.Connection, value: Any, now: float, replaced: list[str]) -> None:
+        file = value.file
+        found = con.execute("SELECT filename FROM Cache WHERE key = ? AND raw = 1", (value.key,)).fetchone()
+        if found and found[0] and found[0] != file.filename:
+            replaced.append(found[0])
+        mode = MODE_WRITING if file.fd is not None else MODE_BINARY
+        con.execute(_UPSERT_FILE, (value.key, now, value.expire_at, now, value.tag, file.size, mode, file.filename))
+
+    def finish(self, key: str, filename: str, size: int) -> bool:
+        """Mark the row of ``key`` complete once its file is; False if the row was replaced or
+        deleted meanwhile (the caller then removes the file nobody points at)."""
+        cache = self.cache()
+        with cache.transact(retry=True):
+            return cache._con.execute(_FINISH, (size, key, filename)).rowcount == 1
 
     @staticmethod
     def _upsert(con: sqlite3.Connection, rows: list[tuple[Any, ...]], replaced: list[str]) -> None:

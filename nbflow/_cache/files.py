@@ -1,0 +1,329 @@
+"""Large results as files of their own: streamed from the object's memory to a locked temp file
+and renamed, so no second in-memory copy is made and no half-written file ever has a result's name.
+
+A file is a plain pickle (protocol 5), as diskcache itself would write it: a numpy array's data goes
+from its own buffer to the file (the pickler hands large buffers straight to ``write``) and, on
+load, from the file into the one buffer the loaded array uses.
+
+While a file is written its writer holds an exclusive ``flock`` on it (temp name, then the final one
+until its row says it is complete): a reader in another process that finds the row "writing" waits
+for that lock only, and a writer that died released it, so its row is seen to be dead. The cache
+database rows are ``disk.py``'s business; this module only knows files.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import pickle
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from nbflow._threads import start_thread
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; temp + rename still keeps half files nameless
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["MIN_FILE_SIZE", "Parts", "ResultFile", "FileWriter", "split", "load", "wait_written", "discard", "sweep"]
+
+_CHUNK = 64 * 2**20
+MIN_FILE_SIZE = 2**15  # diskcache's ``disk_min_file_size`` (we keep its default): smaller stays in SQLite  # bytes per os.write: Linux writes at most ~2 GB in one call anyway
+
+
+class Parts:
+    """A result on its way to a file: its pickle already made (``data``), or the object itself
+    (``value``) to be pickled straight into the file."""
+
+    __slots__ = ("data", "value", "size", "frozen")
+
+    def __init__(self, data: bytes | None, value: Any, size: int) -> None:
+        self.data, self.value, self.size = data, value, size
+        # Our own pickle bytes and a bytes result cannot change; anything else (a numpy array's
+        # memory) must be written before the task's caller can mutate it: never in the background.
+        self.frozen = data is not None or value.__class__ is bytes
+
+
+def split(value: Any, min_file_size: int = MIN_FILE_SIZE) -> bytes | Parts:
+    """The pickle of ``value`` (bytes), or ``Parts`` when it is ``min_file_size`` or more.
+
+    One ``pickle.dumps`` with a buffer callback: numpy arrays (and anything else offering pickle
+    protocol 5 buffers) hand over their memory instead of being copied into the pickle, so a large
+    array is found without copying it. A ``bytes`` result is not pickled here at all.
+    """
+    if value.__class__ is bytes and len(value) >= min_file_size:
+        return Parts(None, value, len(value) + 16)
+    buffers: list[Any] = []
+    data = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+    if buffers:
+        size = len(data) + sum(memoryview(b).nbytes for b in buffers)
+        if size >= min_file_size:
+            return Parts(None, value, size)
+        return pickle.dumps(value, protocol=5)  # small arrays: one ordinary pickle in the database
+    if len(data) >= min_file_size:
+        return Parts(data, None, len(data))
+    return data
+
+
+class ResultFile:
+    """One result file: its name in the cache folder, and, while it is written, its locked temp file."""
+
+    __slots__ = ("directory", "filename", "parts", "size", "fd")
+
+    def __init__(self, directory: Path, parts: Parts) -> None:
+        self.directory = directory
+        self.parts: Parts | None = parts
+        self.size = parts.size
+        self.fd: int | None = None
+        self.filename = ""
+        self._create()
+
+    @property
+    def path(self) -> str:
+        return str(self.directory / self.filename)
+
+    def load(self) -> Any:
+        """The result: from what is still held for writing (this process only), else from the file."""
+        parts = self.parts  # once: the file thread drops it when the file is complete
+        if parts is None:
+            return load(self.path)
+        if parts.data is not None:
+            return pickle.loads(parts.data)
+        return parts.value  # a bytes object: it cannot have changed
+
+    def _create(self) -> None:
+        tmp_dir = _tmp_dir(self.directory)
+        while True:
+            hex_name = os.urandom(16).hex()
+            # diskcache's own layout (two levels of folders), so its culling removes our files too
+            self.filename = os.path.join(hex_name[:2], hex_name[2:4], hex_name[4:] + ".val")
+            os.makedirs(tmp_dir, mode=0o700, exist_ok=True)
+            tmp = str(tmp_dir / (hex_name + ".tmp"))
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if not _same_file(fd, tmp):  # swept as dead between create and lock: a new name
+                    os.close(fd)
+                    continue
+            self.fd = fd
+            return
+
+    def write(self) -> None:
+        """Write the pickle and rename the file to its final name (still locked; ``close`` unlocks)."""
+        parts, fd = self.parts, self.fd
+        assert parts is not None and fd is not None
+        if parts.data is not None:
+            _write_all(fd, parts.data)
+        else:
+            pickle.Pickler(_Sink(fd), protocol=5).dump(parts.value)
+        # No fsync: the rename is atomic for every process on this machine, which is what a killed
+        # process needs; after a power loss a damaged file fails to load and is recomputed.
+        final = self.path
+        os.makedirs(os.path.dirname(final), mode=0o700, exist_ok=True)
+        os.replace(_tmp_path(self.directory, self.filename), final)
+        self.size = os.fstat(fd).st_size
+        self.parts = None  # the result's memory is the caller's again
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)  # drops the flock: readers waiting for this file go on
+
+    def abandon(self) -> None:
+        """The write failed or was dropped: remove whatever was written, under either name."""
+        for path in (_tmp_path(self.directory, self.filename), self.path):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        self.parts = None
+        self.close()
+
+
+class _Sink:
+    """The pickler's file: every ``write`` written in full, large buffers without a copy."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def write(self, buffer: Any) -> int:
+        _write_all(self.fd, buffer)
+        return memoryview(buffer).nbytes
+
+
+def _write_all(fd: int, buffer: Any) -> None:
+    # raw(): the bytes of a C- or Fortran-ordered buffer, without a copy
+    view = buffer.raw() if buffer.__class__ is pickle.PickleBuffer else memoryview(buffer).cast("B")
+    while view:
+        written = os.write(fd, view[:_CHUNK])
+        view = view[written:]
+
+
+def _tmp_dir(directory: Path) -> Path:
+    # Beside the cache folder, not in it: diskcache's ``check()`` reports any file it has no row for.
+    return directory.with_name(directory.name + "-writing")
+
+
+def _tmp_path(directory: Path, filename: str) -> str:
+    hex_name = filename.replace(os.sep, "").replace("/", "")[: -len(".val")]
+    return str(_tmp_dir(directory) / (hex_name + ".tmp"))
+
+
+def _same_file(fd: int, path: str) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    mine = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+def load(path: str) -> Any:
+    """The result in the file at ``path``. Raises ``FileNotFoundError`` if it is gone, and what
+    unpickling raises if it is truncated or damaged."""
+    with open(path, "rb") as f:
+        return pickle.load(f)  # a large buffer is read straight into the array that will own it
+
+
+def wait_written(directory: Path, filename: str, timeout: float, sleep: Callable[[float], None] = time.sleep,
+                 monotonic: Callable[[], float] = time.monotonic) -> bool:
+    """Wait until no process holds the write lock of ``filename``; False if ``timeout`` ran out."""
+    if fcntl is None:
+        return True
+    deadline = monotonic() + timeout
+    for path in (_tmp_path(directory, filename), str(directory / filename)):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue  # renamed already (look at the final name), or gone
+        try:
+            delay = 0.001
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    return True
+                except BlockingIOError:
+                    if monotonic() >= deadline:
+                        return False
+                    sleep(delay)
+                    delay = min(delay * 2, 0.05)
+        finally:
+            os.close(fd)
+    return True
+
+
+def discard(directory: Path, filename: str) -> None:
+    """Remove the temp file a dead writer left for ``filename`` (its final name may not exist)."""
+    try:
+        os.unlink(_tmp_path(directory, filename))
+    except OSError:
+        pass
+
+
+def sweep(directory: Path) -> int:
+    """Remove temp files whose writer is gone (killed mid-write); returns how many."""
+    if fcntl is None:
+        return 0
+    removed = 0
+    try:
+        names = os.listdir(_tmp_dir(directory))
+    except OSError:
+        return 0
+    for name in names:
+        path = str(_tmp_dir(directory) / name)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue  # a live writer
+        try:
+            os.unlink(path)
+            removed += 1
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
+
+
+# --- the background ------------------------------------------------------------------------------
+
+MAX_BACKGROUND_BYTES = 1 << 30
+"""Bytes of results held for background writing; a result that does not fit is written at once."""
+
+
+class FileWriter:
+    """Writes result files on a thread of its own, so a large write never holds up the batches of
+    small ones (or a flow's end, which waits for those)."""
+
+    def __init__(self, on_error: Callable[[BaseException], None]) -> None:
+        self._on_error = on_error
+        self._reset()
+
+    def _reset(self) -> None:
+        self._jobs: collections.deque[tuple[ResultFile, Callable[[ResultFile], None]]] = collections.deque()
+        self._cond = threading.Condition()
+        self._bytes = 0
+        self._busy = 0  # jobs submitted and not finished
+        self._thread: threading.Thread | None = None
+
+    def reserve(self, size: int) -> bool:
+        """Make room for ``size`` bytes; False when that would pass ``MAX_BACKGROUND_BYTES`` (a lone
+        result of any size fits, so one large result is never written on the task's thread)."""
+        with self._cond:
+            if self._bytes and self._bytes + size > MAX_BACKGROUND_BYTES:
+                return False
+            self._bytes += size
+            return True
+
+    def release(self, size: int) -> None:
+        with self._cond:
+            self._bytes -= size
+
+    def submit(self, file: ResultFile, done: Callable[[ResultFile], None]) -> None:
+        """Write ``file`` in the background, then call ``done(file)`` (which records it complete)."""
+        with self._cond:
+            self._jobs.append((file, done))
+            self._busy += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="nbflow-result-files", daemon=True)
+                start_thread(self._thread)
+            self._cond.notify_all()
+
+    def drain(self, timeout: float | None) -> bool:
+        """Wait until every submitted file is written; False if ``timeout`` ran out."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._busy == 0, timeout)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                if not self._jobs:
+                    self._thread = None
+                    return
+                file, done = self._jobs.popleft()
+            size = file.size
+            try:
+                file.write()
+                done(file)
+            except Exception as exc:  # never let the thread die: report, drop this file, go on
+                file.abandon()
+                self._on_error(exc)
+            finally:
+                file.close()
+                with self._cond:
+                    self._bytes -= size
+                    self._busy -= 1
+                    self._cond.notify_all()
