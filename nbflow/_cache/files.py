@@ -48,18 +48,30 @@ class Parts:
         self.frozen = data is not None or value.__class__ is bytes
 
 
+class _HasBuffers(Exception):
+    """Raised by ``_no_buffers``: the value offers pickle protocol 5 buffers (a numpy array)."""
+
+
+def _no_buffers(buffer: Any) -> None:
+    raise _HasBuffers  # one shared callback: the common case (no buffers) allocates nothing for it
+
+
 def split(value: Any, min_file_size: int = MIN_FILE_SIZE) -> bytes | Parts:
     """The pickle of ``value`` (bytes), or ``Parts`` when it is ``min_file_size`` or more.
 
-    One ``pickle.dumps`` with a buffer callback: numpy arrays (and anything else offering pickle
-    protocol 5 buffers) hand over their memory instead of being copied into the pickle, so a large
-    array is found without copying it. A ``bytes`` result is not pickled here at all.
+    Numpy arrays (and anything else offering pickle protocol 5 buffers) are measured by their
+    buffers, never copied into a pickle here. A ``bytes`` result is not pickled here at all.
     """
     if value.__class__ is bytes and len(value) >= min_file_size:
         return Parts(None, value, len(value) + 16)
-    buffers: list[Any] = []
-    data = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
-    if buffers:
+    try:
+        data = pickle.dumps(value, protocol=5, buffer_callback=_no_buffers)
+    except _HasBuffers:
+        nbytes = getattr(value, "nbytes", None)  # a numpy array says how large it is
+        if nbytes.__class__ is int and nbytes < min_file_size // 2:
+            return pickle.dumps(value, protocol=5)
+        buffers: list[Any] = []
+        data = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
         size = len(data) + sum(memoryview(b).nbytes for b in buffers)
         if size >= min_file_size:
             return Parts(None, value, size)
