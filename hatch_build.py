@@ -56,9 +56,21 @@ class MonitorBundleHook(BuildHookInterface):  # type: ignore[misc]
         installed = extension / "node_modules" / ".package-lock.json"
         if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
             self.app.display_info("nbflow: npm ci (monitor front-end dependencies)")
-            subprocess.run([*npm, "ci", "--no-audit", "--no-fund"], cwd=extension, check=True)
+            _run("npm ci", [*npm, "ci", "--no-audit", "--no-fund"], extension)
         self.app.display_info("nbflow: npm run build (monitor front-end bundle)")
-        subprocess.run([*npm, "run", "build"], cwd=extension, check=True)
+        _run("npm run build", [*npm, "run", "build"], extension)
+
+
+def _run(step: str, command: list[str], cwd: Path) -> None:
+    """Run one npm step; its failure (offline, no registry, a broken cache) says how to go on without it."""
+    try:
+        subprocess.run(command, cwd=cwd, check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        why = f"exit status {exc.returncode}" if isinstance(exc, subprocess.CalledProcessError) else str(exc)
+        raise RuntimeError(
+            f"nbflow's monitor front-end could not be built in {cwd}: `{step}` failed ({why}; npm's output is above). "
+            "Fix that and build again, or set NBFLOW_SKIP_JS_BUILD=1 to build without the live monitor."
+        ) from None
 
 
 def _npm() -> list[str] | None:

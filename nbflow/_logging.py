@@ -126,11 +126,15 @@ class _ClockText:
 
 def format_line(event: LogEmitted, clock_text: Callable[[float], str] | None = None) -> str:
     """``15:42:01.234 | INFO    | Flow run 'nimble-falcon' - Finished in state Completed()``."""
+    return (clock_text or _ClockText())(event.timestamp) + _line_body(event)
+
+
+def _line_body(event: LogEmitted) -> str:
+    """A console line after its time: `` | INFO    | Flow run 'nimble-falcon' - ...``."""
     run = event.run
     kind = "Task run" if run.__class__ is TaskRun else "Flow run"
     level = _LEVEL_NAMES.get(event.level) or f"{logging.getLevelName(event.level):<7}"
-    stamp = (clock_text or _ClockText())(event.timestamp)
-    return f"{stamp} | {level} | {kind} '{run.name}' - {event.message}"
+    return f" | {level} | {kind} '{run.name}' - {event.message}"
 
 
 class ConsoleLogger:
@@ -147,6 +151,7 @@ class ConsoleLogger:
         self._stream = stream
         self._lock = threading.Lock()
         self._clock_text = _ClockText()
+        self._last = 0.0  # the time shown on the last line written
         self._claimed: set[str] = set()
 
     def claim(self, flow_run_id: str) -> None:
@@ -173,10 +178,17 @@ class ConsoleLogger:
             return
         if cls is StateChanged:
             event = event.closing_line()  # type: ignore[union-attr]
+        body = _line_body(event) + "\n"  # type: ignore[arg-type]  # formatted outside the lock
+        # Lines reach us in the order their threads get here, not the order they were dated: a
+        # thread preempted between dating its line and writing it would print an earlier time
+        # after a later one. Under the lock, a late line shows the time of the line before it:
+        # still within the span between its making and its writing, and times never go back.
+        timestamp = event.timestamp  # type: ignore[union-attr]
         with self._lock:
-            line = format_line(event, self._clock_text)  # type: ignore[arg-type]
-            stream = self._stream or sys.stderr
-            stream.write(line + "\n")
+            if timestamp < self._last:
+                timestamp = self._last
+            self._last = timestamp
+            (self._stream or sys.stderr).write(self._clock_text(timestamp) + body)
 
 
 # --- log_prints ----------------------------------------------------------------------------

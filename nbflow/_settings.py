@@ -23,7 +23,7 @@ ENV_PREFIX = "NBFLOW_"
 # name: (type, default, help). The one list of settings: the model, the docs and `nbflow config view`
 # are derived from it.
 SETTINGS_SPEC: dict[str, tuple[Any, Any, str]] = {
-    "home": (Path, Path("~/.nbflow"), "Folder for the run store, result cache and deployments."),
+    "home": (Path, Path("~/.nbflow"), "Folder for the run store (nbflow.db), the result cache and its locks."),
     "logging_level": (str, "INFO", "Lowest level of run log lines shown on the console and stored."),
     "store_enabled": (bool, True, "Record runs, states, logs and edges in $NBFLOW_HOME/nbflow.db."),
     "results_persist": (bool, True, "Persist task results in the result cache by default (for reruns)."),

@@ -57,7 +57,7 @@ class DaskTaskRunner(ThreadPoolTaskRunner):
         except ImportError as exc:
             from nbflow.exceptions import ConfigurationError
 
-            raise ConfigurationError("DaskTaskRunner needs Dask: pip install 'nbflow[dask]'") from exc
+            raise ConfigurationError("DaskTaskRunner needs Dask: pip install 'nbflow-lab[dask]'") from exc
         if self.address:
             self._client = Client(self.address, **self.client_kwargs)
         else:

@@ -1,7 +1,8 @@
 """The diskcache ``Cache`` under ``$NBFLOW_HOME/cache``: fast reads, batched writes, admin queries.
 
-Values are pickles we make ourselves (bytes): diskcache keeps small ones in SQLite and writes large
-ones (over 32 KB) to files of their own, so a large result is never copied into a database row.
+Values are pickles we make ourselves, each tagged (``signing.py``): small ones (under 32 KB) are rows
+in SQLite, large ones are files of their own that ``files.py`` streams, so a large result is never
+copied into a database row, nor (on its way there) into memory.
 
 Three things here reach under diskcache's public API, to its ``Cache`` table (diskcache 5.6; the
 table and ``Cache._sql``/``_con``/``_disk`` have been stable since 4.0):
@@ -26,6 +27,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from nbflow._home import check_private_dir, create_private_file, make_private, make_private_dir
 
 __all__ = ["ResultDisk", "Entry", "CacheStats", "DiskUnavailable", "StoredFile"]
 
@@ -142,7 +145,7 @@ class ResultDisk:
                 pass
             self._cache = None
         try:
-            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            self._prepare()
             return self._new_cache(diskcache)
         except sqlite3.DatabaseError as exc:
             # Not a database any more (truncated, overwritten): keep it aside for a post-mortem and
@@ -152,7 +155,7 @@ class ResultDisk:
             aside = self.directory.with_name(f"{self.directory.name}.corrupt-{int(time.time())}")
             try:
                 shutil.move(str(self.directory), str(aside))
-                os.makedirs(self.directory, mode=0o700, exist_ok=True)
+                self._prepare()
                 cache = self._new_cache(diskcache)
             except Exception as again:
                 raise DiskUnavailable(f"the result cache at {self.directory} is unusable: {exc}") from again
@@ -160,6 +163,15 @@ class ResultDisk:
             return cache
         except OSError as exc:
             raise DiskUnavailable(f"cannot open the result cache at {self.directory}: {exc}") from exc
+
+    def _prepare(self) -> None:
+        """The folder private (0700, refused if others can write it) and ``cache.db`` 0600 before
+        SQLite opens it, so its ``-wal``/``-shm`` are 0600 too (see ``nbflow._home``)."""
+        check_private_dir(self.directory, "The result cache folder")
+        make_private_dir(self.directory)
+        db = Path(self._db_path)
+        if not create_private_file(db):
+            make_private(db, db.with_name("cache.db-wal"), db.with_name("cache.db-shm"))
 
     def _new_cache(self, diskcache: Any) -> Any:
         return diskcache.Cache(
@@ -204,28 +216,26 @@ class ResultDisk:
         """Apply ``("set", Pending)`` and ``("delete", key)`` in order, then access times, in one
         transaction.
 
-        Small values (under diskcache's 32 KB file threshold) are upserted with one ``executemany``:
-        ``Cache.set`` costs ~50 µs of Python per item, held under the GIL on the writer thread while
-        tasks wait for it. Large values go through ``Cache.set``, which writes their files.
+        Small values are upserted with one ``executemany``: ``Cache.set`` costs ~50 µs of Python per
+        item, held under the GIL on the writer thread while tasks wait for it. Large values are files
+        already made (``files.ResultFile``): only their rows are written here.
         """
         cache = self.cache()
         now = time.time()
-        threshold = cache.disk_min_file_size
         rows: list[tuple[Any, ...]] = []
         replaced: list[str] = []
         with cache.transact(retry=True):
             for kind, value in ops:
-                if kind == "set" and value.file is None and len(value.data) < threshold:
-                    rows.append((value.key, now, value.expire_at, now, value.tag, sqlite3.Binary(value.data)))
+                if kind == "set" and value.file is None:
+                    # Under 32 KB (``files.split`` makes anything larger a file): cheap to join.
+                    stored = value.data + value.trailer if value.trailer else value.data
+                    rows.append((value.key, now, value.expire_at, now, value.tag, sqlite3.Binary(stored)))
                     continue
                 self._upsert(cache._con, rows, replaced)
-                if kind == "set" and value.file is not None:
+                if kind == "set":
                     self._upsert_file(cache._con, value, now, replaced)
-                elif kind == "delete":
-                    cache.delete(value, retry=True)
                 else:
-                    expire = None if value.expire_at is None else max(0.0, value.expire_at - now)
-                    cache.set(value.key, value.data, expire=expire, tag=value.tag, retry=True)
+                    cache.delete(value, retry=True)
             self._upsert(cache._con, rows, replaced)
             touches = list(touches)
             if touches:

@@ -8,10 +8,12 @@ a changed result (its inputs changed) run. ``flow.rerun()`` does it where the fl
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +23,7 @@ from nbflow.exceptions import NbflowError, RunNotFoundError
 if TYPE_CHECKING:
     from nbflow._flows import Flow
 
-__all__ = ["RecordedRun", "find_flow_run", "load_flow", "rerun"]
+__all__ = ["RecordedRun", "FlowRunOnImport", "find_flow_run", "load_flow", "rerun"]
 
 _MAIN = "__main__"
 
@@ -102,13 +104,16 @@ def load_flow(record: RecordedRun) -> Flow:
             f"import it. Rerun it from the notebook: `%flow rerun {record.id[:8]}` or "
             f"`{_python_name(record)}.rerun({record.id[:8]!r})`. (A flow in a .py file can be rerun from here.)"
         )
+    _check_ref(record, location, qualname)
     try:
-        if location.endswith(".py"):
-            module = _load_script(Path(location))
-        else:
-            if os.getcwd() not in sys.path:
-                sys.path.insert(0, os.getcwd())  # the `nbflow` script does not add the project folder
-            module = importlib.import_module(location)
+        with _no_flow_runs(record, location) as guard:
+            if location.endswith(".py"):
+                module = _load_script(Path(location))
+            else:
+                if os.getcwd() not in sys.path:
+                    sys.path.insert(0, os.getcwd())  # the `nbflow` script does not add the project folder
+                module = importlib.import_module(location)
+        guard.check()  # a flow call the module caught and went on from
         obj: Any = module
         for part in qualname.split("."):
             obj = getattr(obj, part)
@@ -124,6 +129,68 @@ def load_flow(record: RecordedRun) -> Flow:
     return obj
 
 
+def _dotted(text: str) -> bool:
+    return bool(text) and all(part.isidentifier() for part in text.split("."))
+
+
+def _check_ref(record: RecordedRun, location: str, qualname: str) -> None:
+    """Refuse a recorded ``flow_ref`` nbflow would not have written, before importing anything.
+
+    nbflow records ``package.module:qualname`` or ``/absolute/path/script.py:qualname``; anything
+    else in the database (a relative path, a file that is not Python, junk) is not imported.
+    """
+    script = location.endswith(".py") and os.path.isabs(location)
+    if _dotted(qualname) and (script or _dotted(location)):
+        return
+    raise NbflowError(
+        f"Flow run {record.name!r} records {record.flow_ref!r} as where flow {record.flow_name!r} is defined, which is "
+        "neither `package.module:qualname` nor the absolute path of a .py file with `:qualname`, so nbflow imports "
+        f"nothing. Rerun it where the flow is defined, with {_python_name(record)}.rerun({record.id[:8]!r})."
+    )
+
+
+class FlowRunOnImport(NbflowError):
+    """Importing a flow's module for a rerun started a flow run (a call at the module's top level)."""
+
+
+class _ImportGuard:
+    """Stands in for the runtime while a flow's module is imported: any flow run started then stops
+    at its first use of the runtime, before it records or runs anything."""
+
+    def __init__(self, record: RecordedRun, location: str) -> None:
+        self.message = (
+            f"Importing {location} to rerun flow {record.flow_name!r} started a flow run: its top-level code calls a "
+            "flow. nbflow stopped that run before it did anything. Put the script's own calls under "
+            '`if __name__ == "__main__":` so that importing it only defines the flow, then rerun.'
+        )
+        self.called = False
+
+    def __getattr__(self, name: str) -> Any:
+        self.called = True
+        raise FlowRunOnImport(self.message)
+
+    def check(self) -> None:
+        if self.called:
+            raise FlowRunOnImport(self.message)
+
+
+@contextlib.contextmanager
+def _no_flow_runs(record: RecordedRun, location: str) -> Iterator[_ImportGuard]:
+    """While importing: flow calls raise ``FlowRunOnImport``, and a script sees ``sys.argv`` as if it
+    were run with no arguments (not the ``nbflow flow-run rerun ...`` of this process)."""
+    from nbflow._runtime import use_runtime
+
+    guard = _ImportGuard(record, location)
+    argv = sys.argv
+    if location.endswith(".py"):
+        sys.argv = [location]
+    try:
+        with use_runtime(guard):  # type: ignore[arg-type]
+            yield guard
+    finally:
+        sys.argv = argv
+
+
 def _load_script(path: Path) -> Any:
     """Import a script by path without running its ``if __name__ == "__main__":`` block."""
     if not path.exists():
@@ -134,7 +201,11 @@ def _load_script(path: Path) -> Any:
     module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(path.parent))  # its sibling imports
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)  # half a module: never found by a later import
+        raise
     return module
 
 

@@ -44,21 +44,24 @@ _FILES_AT_EXIT_SECONDS = 120.0
 
 
 class Pending:
-    """A result waiting to be written: pickled ``data``, or a ``file`` (then ``data`` is None)."""
+    """A result waiting to be written: its pickle ``data`` then ``trailer`` (its tag, see ``signing``),
+    or a ``file`` (then ``data`` is None: the file carries its own tag)."""
 
-    __slots__ = ("key", "data", "expire_at", "tag", "file")
+    __slots__ = ("key", "data", "expire_at", "tag", "trailer", "file")
 
     def __init__(self, key: str, data: bytes | None, expire_at: float | None, tag: str | None,
-                 file: ResultFile | None = None) -> None:
-        self.key, self.data, self.expire_at, self.tag, self.file = key, data, expire_at, tag, file
+                 trailer: bytes = b"", file: ResultFile | None = None) -> None:
+        self.key, self.data, self.expire_at, self.tag, self.trailer, self.file = key, data, expire_at, tag, trailer, file
 
 
 class Writer:
     """Queue of writes for one ``ResultDisk``, applied by a daemon thread."""
 
-    def __init__(self, disk: ResultDisk, on_error: Callable[[BaseException], None]) -> None:
+    def __init__(self, disk: ResultDisk, on_error: Callable[[BaseException], None],
+                 sign: Callable[[bytes], bytes] | None = None) -> None:
         self.disk = disk
         self._on_error = on_error
+        self._sign = sign  # the tag of each result, computed here on the writer thread, off the task's path
         self._reset()
         _WRITERS.add(self)
 
@@ -83,7 +86,7 @@ class Writer:
 
     def put_file(self, key: str, file: ResultFile, expire_at: float | None, tag: str | None) -> None:
         """Record a result file: complete already, or (its lock held) to be written in the background."""
-        item = Pending(key, None, expire_at, tag, file)
+        item = Pending(key, None, expire_at, tag, file=file)
         self.pending[key] = item
         self._push(("set", item))
 
@@ -182,6 +185,10 @@ class Writer:
                 writes.append((kind, value))
         written = False
         try:
+            if self._sign is not None:
+                for kind, value in writes:
+                    if kind == "set" and value.file is None and not value.trailer:
+                        value.trailer = self._sign(value.data)
             if writes or touches:
                 with self._guard:
                     self.disk.write(writes, list(touches.items()))

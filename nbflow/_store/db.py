@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
+from nbflow._home import check_private_dir, create_private_file, make_private, make_private_dir
 from nbflow._store.migrations import LATEST, pending, statements
 from nbflow.exceptions import ConfigurationError
 
@@ -30,15 +31,19 @@ T = TypeVar("T")
 
 
 def prepare_home(home: Path) -> Path:
-    """Make sure ``home`` is a folder we can write to (creating it with mode 0700); returns the db path."""
+    """Make sure ``home`` is a private folder we can write to (creating it 0700); returns the db path.
+
+    A home others can write is refused (see ``nbflow._home``); a new ``nbflow.db`` is created 0600
+    before SQLite opens it, so its ``-wal`` and ``-shm`` files are 0600 too.
+    """
     if home.exists() and not home.is_dir():
         raise ConfigurationError(
             f"NBFLOW_HOME {home} is a file, not a folder: set NBFLOW_HOME to a folder (nbflow creates it)."
         )
+    check_private_dir(home)
     if not home.exists():
         try:
-            home.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.chmod(home, 0o700)  # mkdir's mode is filtered by the umask; the run store is private
+            make_private_dir(home)
         except OSError as exc:
             raise ConfigurationError(
                 f"Cannot create NBFLOW_HOME {home}: {exc.strerror or exc}. Set NBFLOW_HOME to a writable folder."
@@ -49,7 +54,17 @@ def prepare_home(home: Path) -> Path:
         )
     path = home / DB_NAME
     _check_file(path)
+    _private_db(path)
     return path
+
+
+def _private_db(path: Path) -> None:
+    """A new database file is created 0600; ours from an older nbflow are made 0600 (chmod only)."""
+    try:
+        if not create_private_file(path):
+            make_private(path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"))
+    except OSError as exc:
+        raise ConfigurationError(f"Cannot create the run store {path}: {exc.strerror or exc}.") from None
 
 
 def _check_file(path: Path) -> None:

@@ -21,7 +21,7 @@ from nbflow.exceptions import ParametersNotStoredError, RunNotFoundError
 
 __all__ = [
     "resolve_flow_run", "flow_runs", "flow_run", "task_runs", "task_run", "logs", "closing_lines", "lines", "edges",
-    "subflow_runs", "parse_history", "load_parameters", "FLOW_COLUMNS", "TASK_COLUMNS",
+    "subflow_runs", "parse_history", "load_parameters", "state_words", "FLOW_COLUMNS", "TASK_COLUMNS",
 ]
 
 FLOW_COLUMNS = (
@@ -67,6 +67,15 @@ def resolve_flow_run(conn: sqlite3.Connection, ref: str) -> str:
     listed = ", ".join(f"{run_id[:12]} ({name})" for run_id, name in matches[:5])
     more = " and more" if len(matches) > 5 else ""
     raise RunNotFoundError(f"{ref!r} matches several flow runs: {listed}{more}. Give more characters of the id.")
+
+
+def state_words() -> tuple[list[str], list[str]]:
+    """``(types, names)`` a state filter knows: ``failed``... and the named states ``Cached``..."""
+    from nbflow import _states
+
+    types = [t.value.lower() for t in StateType]
+    named = [n for n in _states.__all__ if n not in ("State", "StateType") and n.upper() not in _STATE_TYPES]
+    return types, named
 
 
 def _state_filter(state: str) -> tuple[str, tuple[str, ...]]:

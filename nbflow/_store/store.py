@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from nbflow._events import RunCreated
 from nbflow._store import db
 from nbflow._store.sweep import CrashedRun, run_crash_hooks, sweep
 from nbflow._store.writer import Writer
@@ -35,6 +36,7 @@ class Store:
         self._lock = threading.RLock()
         self._unsubscribe: Callable[[], None] | None = None
         self._hooks: threading.Thread | None = None
+        self._hooks_owed: Callable[[], None] | None = None  # unsubscribes ``_first_run``
         self.crashed: list[CrashedRun] = self._sweep()
         _stores.add(self)
 
@@ -43,17 +45,29 @@ class Store:
         """Open the store of ``runtime.settings.home`` and subscribe its writer to the runtime's events."""
         store = cls(runtime.settings, log_level=runtime.log_level)
         store._unsubscribe = runtime.bus.subscribe(store.writer.on_event)
+        if store.crashed:
+            store._hooks_owed = runtime.bus.subscribe(store._first_run)
         runtime.store = store
         return store
 
     def _sweep(self) -> list[CrashedRun]:
         with self.reading() as conn, db.translate_errors(self.path):
-            crashed = sweep(conn, float(self.settings.crash_after_seconds))
-        if crashed:
-            self._hooks = run_crash_hooks(self.path, crashed)
-            if self._hooks is not None:
-                atexit.register(self._hooks.join, 10.0)  # let hooks finish, but never hang the exit
-        return crashed
+            return sweep(conn, float(self.settings.crash_after_seconds))
+
+    def _first_run(self, event: Any) -> None:
+        """Call the ``on_crashed`` hooks of the runs our sweep marked when this process starts a run.
+
+        Not before: calling them imports the module a row names, and a process that only reads the
+        history (``nbflow flow-run ls``, ``nbflow.runs``, ``%flow runs``) must import nothing the
+        database names. A process that runs flows runs the user's code anyway.
+        """
+        if event.__class__ is not RunCreated or self._hooks_owed is None:
+            return
+        self._hooks_owed()
+        self._hooks_owed = None
+        self._hooks = run_crash_hooks(self.path, self.crashed)
+        if self._hooks is not None:
+            atexit.register(self._hooks.join, 10.0)  # let hooks finish, but never hang the exit
 
     def flush(self, timeout: float | None = None) -> bool:
         """Block until every run event emitted so far in this process is committed."""

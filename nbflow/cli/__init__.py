@@ -29,7 +29,7 @@ class CliError(NbflowError):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="nbflow", description="Orchestrate Python work from Jupyter: runs, cache, schedules."
+        prog="nbflow", description="Orchestrate Python work from Jupyter: flow runs, their history, the result cache, concurrency limits."
     )
     from nbflow import __version__
 

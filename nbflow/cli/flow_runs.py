@@ -90,9 +90,22 @@ def _dump(value: Any) -> None:
 
 # --- commands --------------------------------------------------------------------------------------
 
+def _check_state(state: str | None) -> None:
+    """A state that is no state would list nothing, as if there were no such runs: say so instead."""
+    from nbflow._store.reader import state_words
+
+    if state is None:
+        return
+    types, named = state_words()
+    if state.lower() not in types + [n.lower() for n in named]:
+        raise CliError(f"--state {state!r} is not a state: use a type ({', '.join(types)}) "
+                       f"or a name ({', '.join(named)}), in any case.")
+
+
 def _ls(args: argparse.Namespace) -> int:
     import nbflow.runs
 
+    _check_state(args.state)
     records = nbflow.runs.flow_runs(flow_name=args.flow, state=args.state, limit=args.limit)
     if args.json:
         _dump([r.model_dump(mode="json") for r in records])

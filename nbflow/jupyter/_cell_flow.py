@@ -18,7 +18,7 @@ from typing import Any
 
 from nbflow._flows import Flow, flow
 
-__all__ = ["CellFlow", "await_transformer", "body_kind", "default_name", "FLOW_CELL"]
+__all__ = ["CellFlow", "await_transformer", "body_kind", "cell_number", "default_name", "FLOW_CELL"]
 
 FLOW_CELL = re.compile(r"%%flow(?:\s|$)")
 """The first line of a ``%%flow`` cell."""
@@ -94,7 +94,7 @@ def _compile(shell: Any, body: str) -> tuple[CodeType, CodeType | None, bool]:
     line, so a traceback reads ``Cell In[7], line 3`` and line 3 is the cell's line 3.
     """
     source = "\n" + shell.transform_cell(body)
-    filename = shell.compile.cache(source, shell.execution_count, raw_code="%%flow\n" + body)
+    filename = shell.compile.cache(source, cell_number(shell), raw_code="%%flow\n" + body)
     flags = shell.compile.flags | _AWAIT
     tree = compile(source, filename, "exec", flags | ast.PyCF_ONLY_AST, dont_inherit=True)
     tree = shell.transform_ast(tree)
@@ -106,6 +106,17 @@ def _compile(shell: Any, body: str) -> tuple[CodeType, CodeType | None, bool]:
     from IPython.core.displayhook import DisplayHook
 
     return code, last_code, DisplayHook.semicolon_at_end_of_expression(body)
+
+
+def cell_number(shell: Any) -> int:
+    """The ``In[N]`` of the cell running now.
+
+    IPython 9 adds one to ``shell.execution_count`` before it runs a cell (IPython 8 did after), so
+    that count names the next cell; the running cell's own result carries its number in both.
+    """
+    running = getattr(shell.displayhook, "exec_result", None)
+    number = getattr(running, "execution_count", None)
+    return int(number) if number is not None else int(shell.execution_count)
 
 
 def _is_coroutine(code: CodeType | None) -> bool:

@@ -18,7 +18,7 @@ from IPython.core.magic_arguments import MagicArgumentParser, argument, magic_ar
 from nbflow._flows import Flow
 from nbflow._options import FlowOptions
 from nbflow._runtime import get_runtime
-from nbflow.jupyter._cell_flow import CellFlow, await_transformer, default_name
+from nbflow.jupyter._cell_flow import CellFlow, await_transformer, cell_number, default_name
 from nbflow.jupyter._session import NotebookSession, no_monitor
 from nbflow.jupyter._tracebacks import user_error
 
@@ -67,6 +67,11 @@ def _usage_error(message: str, usage: str) -> UsageError:
     return UsageError(f"{message}\nUsage: {usage}  (see %flow --help)")
 
 
+def _quote_error(magic: str, line: str, exc: ValueError) -> UsageError:
+    """shlex's ``ValueError("No closing quotation")`` as one line that says what to fix."""
+    return UsageError(f"{magic} {line.strip()}: {str(exc).lower()}; close the quote, or escape it with a backslash.")
+
+
 @magics_class
 class FlowMagics(Magics):
     """The magics; ``session`` holds what they share with the run event subscribers."""
@@ -96,6 +101,8 @@ class FlowMagics(Magics):
             args = parse_argstring(self.flow_cell, line)
         except UsageError as exc:
             raise _usage_error(f"%%flow: {exc}", CELL_USAGE) from None
+        except ValueError as exc:  # shlex: an unbalanced quote
+            raise _quote_error("%%flow", line, exc) from None
         options = {
             "retries": args.retries,
             "retry_delay_seconds": args.retry_delay,
@@ -107,7 +114,7 @@ class FlowMagics(Magics):
         except (TypeError, ValueError) as exc:
             raise _usage_error(f"%%flow: {exc}", CELL_USAGE) from None
         info = self.session.cell_info
-        name = args.name or default_name(cell, getattr(info, "cell_id", None), self.shell.execution_count)
+        name = args.name or default_name(cell, getattr(info, "cell_id", None), cell_number(self.shell))
         cell_flow = CellFlow(self.shell, name, cell, {**options, "task_runner": _task_runner(args.task_runner)})
         self.session.cell_flows[name] = cell_flow
         self.session.watch(get_runtime())
@@ -127,6 +134,8 @@ class FlowMagics(Magics):
             args = self._parser.parse_argstring(line)
         except UsageError as exc:
             raise _usage_error(f"%flow: {exc}", "%flow runs|rerun|monitor|cache ...") from None
+        except ValueError as exc:  # shlex: an unbalanced quote
+            raise _quote_error("%flow", line, exc) from None
         if args.command == "runs":
             return self._runs(args.flow, args.n)
         if args.command == "rerun":
