@@ -1,9 +1,19 @@
 """Large results as files of their own: streamed from the object's memory to a locked temp file
 and renamed, so no second in-memory copy is made and no half-written file ever has a result's name.
 
-A file is a plain pickle (protocol 5), as diskcache itself would write it: a numpy array's data goes
-from its own buffer to the file (the pickler hands large buffers straight to ``write``) and, on
-load, from the file into the one buffer the loaded array uses.
+A file is tagged like every cache entry (``signing.py``) and is read whole into memory, its tag
+checked, before anything in it is unpickled. So that neither writing nor loading copies a large
+result, a numpy array's data (any pickle protocol 5 buffer) is kept out of the pickle::
+
+    header: b"nbfile:1", kind, piece count, each piece's length
+    pieces: the pickle (out-of-band buffers left out) or a bytes result itself, then each buffer,
+            each piece at a multiple of 64 bytes (what numpy wants of an array's memory)
+    b"nbftag:1" + HMAC-SHA256 of everything before it
+
+Writing hashes each piece as it goes from the result's own memory to the file. Loading reads the
+pieces into one bytearray while hashing, checks the tag, then unpickles with the buffers as views
+of that bytearray: the loaded array's memory IS the read buffer. A bytes result is read into the
+bytes object returned (one ``read``), never unpickled.
 
 While a file is written its writer holds an exclusive ``flock`` on it (temp name, then the final one
 until its row says it is complete): a reader in another process that finds the row "writing" waits
@@ -16,12 +26,15 @@ from __future__ import annotations
 import collections
 import os
 import pickle
+import struct
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nbflow._cache.signing import TRAILER_SIZE, BadTag, Signer
+from nbflow._home import open_private
 from nbflow._threads import start_thread
 
 try:
@@ -31,21 +44,26 @@ except ImportError:  # Windows: no flock; temp + rename still keeps half files n
 
 __all__ = ["MIN_FILE_SIZE", "Parts", "ResultFile", "FileWriter", "split", "load", "wait_written", "discard", "sweep"]
 
-_CHUNK = 64 * 2**20
-MIN_FILE_SIZE = 2**15  # diskcache's ``disk_min_file_size`` (we keep its default): smaller stays in SQLite  # bytes per os.write: Linux writes at most ~2 GB in one call anyway
+_CHUNK = 4 * 2**20  # bytes hashed then written (or read then hashed) at a time: still in the CPU's cache
+MIN_FILE_SIZE = 2**15  # diskcache's ``disk_min_file_size`` (we keep its default): smaller stays in SQLite
+FILE_MAGIC = b"nbfile:1"  # bump with the layout; a file of another layout is a miss
+PICKLE, RAW = b"p"[0], b"b"[0]  # the kinds: a pickle and its buffers, or a bytes result as it is
+_HEAD = struct.Struct("<8sB3xI")  # magic, kind, piece count; then a u64 length per piece
+_ALIGN = 64
 
 
 class Parts:
-    """A result on its way to a file: its pickle already made (``data``), or the object itself
-    (``value``) to be pickled straight into the file."""
+    """A result on its way to a file, as the pieces written: ``[pickle, *buffers]`` (``PICKLE``:
+    the buffers are the result's own memory) or ``[the bytes result]`` (``RAW``)."""
 
-    __slots__ = ("data", "value", "size", "frozen")
+    __slots__ = ("frozen", "kind", "pieces", "size")
 
-    def __init__(self, data: bytes | None, value: Any, size: int) -> None:
-        self.data, self.value, self.size = data, value, size
-        # Our own pickle bytes and a bytes result cannot change; anything else (a numpy array's
-        # memory) must be written before the task's caller can mutate it: never in the background.
-        self.frozen = data is not None or value.__class__ is bytes
+    def __init__(self, kind: int, pieces: list[Any]) -> None:
+        self.kind, self.pieces = kind, pieces
+        self.size = sum(memoryview(piece).nbytes for piece in pieces)
+        # Our own pickle bytes and a bytes result cannot change; a buffer (a numpy array's memory)
+        # can, so it is written before the task's caller can mutate it: never in the background.
+        self.frozen = kind == RAW or len(pieces) == 1
 
 
 class _HasBuffers(Exception):
@@ -63,31 +81,32 @@ def split(value: Any, min_file_size: int = MIN_FILE_SIZE) -> bytes | Parts:
     buffers, never copied into a pickle here. A ``bytes`` result is not pickled here at all.
     """
     if value.__class__ is bytes and len(value) >= min_file_size:
-        return Parts(None, value, len(value) + 16)
+        return Parts(RAW, [value])
     try:
         data = pickle.dumps(value, protocol=5, buffer_callback=_no_buffers)
     except _HasBuffers:
         nbytes = getattr(value, "nbytes", None)  # a numpy array says how large it is
         if nbytes.__class__ is int and nbytes < min_file_size // 2:
             return pickle.dumps(value, protocol=5)
-        buffers: list[Any] = []
+        buffers: list[Any] = []  # kept out of the pickle: written from the array's own memory
         data = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
-        size = len(data) + sum(memoryview(b).nbytes for b in buffers)
-        if size >= min_file_size:
-            return Parts(None, value, size)
+        parts = Parts(PICKLE, [data, *buffers])
+        if parts.size >= min_file_size:
+            return parts
         return pickle.dumps(value, protocol=5)  # small arrays: one ordinary pickle in the database
     if len(data) >= min_file_size:
-        return Parts(data, None, len(data))
+        return Parts(PICKLE, [data])
     return data
 
 
 class ResultFile:
     """One result file: its name in the cache folder, and, while it is written, its locked temp file."""
 
-    __slots__ = ("directory", "filename", "parts", "size", "fd")
+    __slots__ = ("directory", "fd", "filename", "parts", "signer", "size")
 
-    def __init__(self, directory: Path, parts: Parts) -> None:
+    def __init__(self, directory: Path, parts: Parts, signer: Signer) -> None:
         self.directory = directory
+        self.signer = signer
         self.parts: Parts | None = parts
         self.size = parts.size
         self.fd: int | None = None
@@ -99,13 +118,12 @@ class ResultFile:
         return str(self.directory / self.filename)
 
     def load(self) -> Any:
-        """The result: from what is still held for writing (this process only), else from the file."""
+        """The result: from what is still held for writing (this process's own, it cannot have
+        changed), else from the file (its tag checked)."""
         parts = self.parts  # once: the file thread drops it when the file is complete
-        if parts is None:
-            return load(self.path)
-        if parts.data is not None:
-            return pickle.loads(parts.data)
-        return parts.value  # a bytes object: it cannot have changed
+        if parts is None or not parts.frozen:
+            return load(self.path, self.signer)
+        return parts.pieces[0] if parts.kind == RAW else pickle.loads(parts.pieces[0])
 
     def _create(self) -> None:
         tmp_dir = _tmp_dir(self.directory)
@@ -115,7 +133,7 @@ class ResultFile:
             self.filename = os.path.join(hex_name[:2], hex_name[2:4], hex_name[4:] + ".val")
             os.makedirs(tmp_dir, mode=0o700, exist_ok=True)
             tmp = str(tmp_dir / (hex_name + ".tmp"))
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = open_private(tmp)
             if fcntl is not None:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 if not _same_file(fd, tmp):  # swept as dead between create and lock: a new name
@@ -125,13 +143,20 @@ class ResultFile:
             return
 
     def write(self) -> None:
-        """Write the pickle and rename the file to its final name (still locked; ``close`` unlocks)."""
+        """Write the pieces and their tag, and rename the file to its final name (still locked;
+        ``close`` unlocks)."""
         parts, fd = self.parts, self.fd
         assert parts is not None and fd is not None
-        if parts.data is not None:
-            _write_all(fd, parts.data)
-        else:
-            pickle.Pickler(_Sink(fd), protocol=5).dump(parts.value)
+        hasher = self.signer.hasher()
+        lengths = [memoryview(piece).nbytes for piece in parts.pieces]
+        _hashed_write(fd, hasher, _HEAD.pack(FILE_MAGIC, parts.kind, len(lengths)) + struct.pack(f"<{len(lengths)}Q", *lengths))
+        at = 0
+        for piece, offset, length in zip(parts.pieces, _offsets(lengths), lengths):
+            if offset > at:
+                _hashed_write(fd, hasher, bytes(offset - at))
+            _hashed_write(fd, hasher, piece)
+            at = offset + length
+        _write_all(fd, Signer.trailer(hasher))
         # No fsync: the rename is atomic for every process on this machine, which is what a killed
         # process needs; after a power loss a damaged file fails to load and is recomputed.
         final = self.path
@@ -156,24 +181,33 @@ class ResultFile:
         self.close()
 
 
-class _Sink:
-    """The pickler's file: every ``write`` written in full, large buffers without a copy."""
+def _offsets(lengths: list[int] | tuple[int, ...]) -> list[int]:
+    """Where each piece starts, after the header: at the next multiple of ``_ALIGN``."""
+    offsets, end = [], 0
+    for length in lengths:
+        start = -(-end // _ALIGN) * _ALIGN
+        offsets.append(start)
+        end = start + length
+    return offsets
 
-    __slots__ = ("fd",)
 
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
+def _bytes_of(buffer: Any) -> memoryview:
+    # raw(): the bytes of a C- or Fortran-ordered buffer, without a copy
+    return buffer.raw() if buffer.__class__ is pickle.PickleBuffer else memoryview(buffer).cast("B")
 
-    def write(self, buffer: Any) -> int:
-        _write_all(self.fd, buffer)
-        return memoryview(buffer).nbytes
+
+def _hashed_write(fd: int, hasher: Any, buffer: Any) -> None:
+    view = _bytes_of(buffer)
+    for start in range(0, len(view), _CHUNK):
+        chunk = view[start : start + _CHUNK]
+        hasher.update(chunk)
+        _write_all(fd, chunk)
 
 
 def _write_all(fd: int, buffer: Any) -> None:
-    # raw(): the bytes of a C- or Fortran-ordered buffer, without a copy
-    view = buffer.raw() if buffer.__class__ is pickle.PickleBuffer else memoryview(buffer).cast("B")
+    view = _bytes_of(buffer)
     while view:
-        written = os.write(fd, view[:_CHUNK])
+        written = os.write(fd, view)
         view = view[written:]
 
 
@@ -198,11 +232,65 @@ def _same_file(fd: int, path: str) -> bool:
 
 # --- reading -------------------------------------------------------------------------------------
 
-def load(path: str) -> Any:
-    """The result in the file at ``path``. Raises ``FileNotFoundError`` if it is gone, and what
-    unpickling raises if it is truncated or damaged."""
+def load(path: str, signer: Signer) -> Any:
+    """The result in the file at ``path``, unpickled only once its tag is checked.
+
+    Raises ``BadTag`` if the file is not one this home's nbflow wrote whole (planted, copied from
+    another home, truncated, damaged), ``FileNotFoundError`` if it is gone, and what unpickling
+    raises if its classes changed since.
+    """
     with open(path, "rb") as f:
-        return pickle.load(f)  # a large buffer is read straight into the array that will own it
+        hasher = signer.hasher()
+        kind, lengths, offsets = _read_header(f, hasher, path)
+        total = offsets[-1] + lengths[-1]
+        if kind == RAW:
+            body: Any = f.read(total)  # the bytes result itself, read once
+            hasher.update(body)
+        else:
+            body = _read_into_one_buffer(f, hasher, total, path)
+        trailer = f.read(TRAILER_SIZE + 1)
+    if len(body) != total or not Signer.verify(hasher, trailer):
+        raise BadTag(path)
+    if kind == RAW:
+        return body
+    view = memoryview(body)
+    return pickle.loads(view[: lengths[0]], buffers=[view[o : o + n] for o, n in zip(offsets[1:], lengths[1:])])
+
+
+def _read_header(f: Any, hasher: Any, path: str) -> tuple[int, tuple[int, ...], list[int]]:
+    """``(kind, lengths, offsets)`` of the pieces. Not trusted until the tag is checked: it only
+    bounds what is read, and must agree with the file's size."""
+    size = os.fstat(f.fileno()).st_size
+    head = f.read(_HEAD.size)
+    if len(head) < _HEAD.size:
+        raise BadTag(path)
+    magic, kind, count = _HEAD.unpack(head)
+    if magic != FILE_MAGIC or kind not in (PICKLE, RAW) or not 0 < count <= size // 8 or (kind == RAW and count != 1):
+        raise BadTag(path)
+    table = f.read(8 * count)
+    if len(table) != 8 * count:
+        raise BadTag(path)
+    lengths = struct.unpack(f"<{count}Q", table)
+    offsets = _offsets(lengths)
+    if _HEAD.size + len(table) + offsets[-1] + lengths[-1] + TRAILER_SIZE != size:
+        raise BadTag(path)
+    hasher.update(head)
+    hasher.update(table)
+    return kind, lengths, offsets
+
+
+def _read_into_one_buffer(f: Any, hasher: Any, total: int, path: str) -> bytearray:
+    """The pieces, read into the one bytearray the loaded arrays will use, hashed as they come."""
+    body = bytearray(total)
+    view = memoryview(body)
+    at = 0
+    while at < total:
+        read = f.readinto(view[at : at + _CHUNK])
+        if not read:
+            raise BadTag(path)  # shorter than it said: changed while read
+        hasher.update(view[at : at + read])
+        at += read
+    return body
 
 
 def wait_written(directory: Path, filename: str, timeout: float, sleep: Callable[[float], None] = time.sleep,

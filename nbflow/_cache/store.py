@@ -27,7 +27,7 @@ from nbflow._cache import files
 from nbflow._cache.disk import ResultDisk, StoredFile
 from nbflow._cache.files import ResultFile
 from nbflow._cache.locks import LOCKS_SUPPORTED, KeyLocks
-from nbflow._cache.signing import Signer
+from nbflow._cache.signing import BadTag, Signer
 from nbflow._cache.writer import Pending, Writer
 from nbflow._context import FlowRunContext, TaskRunContext
 from nbflow._events import StateChanged
@@ -165,7 +165,7 @@ class ResultCache:
             files.sweep(directory)
         background = not locked and parts.frozen and self.writer.files.reserve(parts.size)
         try:
-            file = ResultFile(directory, parts)
+            file = ResultFile(directory, parts, self.signer)
         except BaseException:
             if background:
                 self.writer.files.release(parts.size)
@@ -243,9 +243,18 @@ class ResultCache:
                     self._touched.clear()
                 self._touched[rowid] = now
                 self.writer.touch(rowid, now)
-            # A file is loaded by ``files.load``; NOT YET TAGGED (a merge of two branches, see the next commit).
+            # A row's bytes are checked here, a file's as it is read (``files.load``).
             body = data if data.__class__ is StoredFile else self.signer.open(data) if isinstance(data, bytes) else None
-        if body is None:  # planted, copied from another home, or from before tags: never unpickled
+        try:
+            if body is None:
+                raise BadTag(key)
+            if body.__class__ is StoredFile:
+                value = files.load(body.path, self.signer)
+            elif body.__class__ is ResultFile:
+                value = body.load()
+            else:
+                value = pickle.loads(body)
+        except BadTag:  # planted, copied from another home, damaged, or from before tags: never unpickled
             # Warned once per task and flow run: after an upgrade every old entry is one of these.
             self._warn(ctx, task_run, ("untagged", task.name),
                        f"Cached result of task {task.name!r} could not be loaded: it is damaged or was not written by "
@@ -253,13 +262,6 @@ class ResultCache:
                        "task runs again")
             self.writer.delete(key)
             return None
-        try:
-            if body.__class__ is ResultFile:
-                value = body.load()
-            elif body.__class__ is StoredFile:
-                value = files.load(body.path)
-            else:
-                value = pickle.loads(body)
         except FileNotFoundError:  # its file was removed under us (eviction by another process, a user's rm)
             return None
         except Exception as exc:  # truncated, corrupted, or its class no longer exists

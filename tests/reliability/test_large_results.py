@@ -181,6 +181,39 @@ def test_a_large_mutable_result_is_saved_as_returned(tmp_path):
     assert name == "Cached" and float(again.max()) == 1.0
 
 
+def test_a_result_of_several_arrays_loads_as_it_was_returned(tmp_path):
+    # Arrays load as views of the one buffer the file was read into: each keeps its dtype, order
+    # and writability (a read-only array stays read-only, the others can be changed in place).
+    np = pytest.importorskip("numpy")
+
+    @task(cache_policy=INPUTS)
+    def arrays(n):
+        frozen = np.arange(n, dtype=np.int32)
+        frozen.flags.writeable = False
+        return {"c": np.ones((n, 3)), "f": np.asfortranarray(np.full((n, 3), 1j)), "frozen": frozen, "name": "run"}
+
+    @flow
+    def pipeline():
+        state = arrays(20_000, return_state=True)
+        return state.name, state.result()
+
+    home = str(tmp_path / "home")
+    results = []
+    for _ in range(2):  # a fresh runtime each time: the second loads from the file
+        runtime = Runtime.from_settings(Settings(home=home, store_enabled=False))
+        runtime.console._stream = io.StringIO()
+        with use_runtime(runtime):
+            results.append(pipeline())
+            runtime.cache.flush(10)
+    (first, returned), (second, loaded) = results
+    assert (first, second) == ("Completed", "Cached") and loaded["name"] == "run"
+    for name in ("c", "f", "frozen"):
+        assert np.array_equal(loaded[name], returned[name]) and loaded[name].dtype == returned[name].dtype
+        assert loaded[name].flags.f_contiguous == returned[name].flags.f_contiguous
+        assert loaded[name].flags.writeable == (name != "frozen") and loaded[name].flags.aligned
+    loaded["c"][0, 0] = 5.0  # a loaded array is the caller's to change
+
+
 # --- killed and concurrent writers -----------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["array", "bytes"])
