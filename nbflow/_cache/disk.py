@@ -46,6 +46,7 @@ _UPSERT = (
     " access_time = excluded.access_time, access_count = 0, tag = excluded.tag, size = 0, mode = 1,"
     " filename = NULL, value = excluded.value"
 )
+MODE_RAW = 1  # diskcache's mode of bytes kept in the row
 MODE_BINARY = 2  # diskcache's mode of a value in a file of its own
 MODE_WRITING = 9  # ours: its file is being written by the process holding the file's lock
 # A large value's row: the file already exists (complete, or being written under its lock).
@@ -198,7 +199,8 @@ class ResultDisk:
 
     # --- hot path ------------------------------------------------------------------------------
     def read(self, key: str, now: float) -> tuple[int, Any] | None:
-        """``(rowid, stored bytes)`` of a live entry, or None. May raise sqlite/OS errors."""
+        """``(rowid, stored bytes or StoredFile)`` of a live entry (None in place of a value that is
+        neither), or None. May raise sqlite/OS errors."""
         cache = self.cache()
         rows = cache._sql(_SELECT, (key, now)).fetchall()
         if not rows:
@@ -206,11 +208,9 @@ class ResultDisk:
         rowid, mode, filename, value = rows[0]
         if filename is not None and mode in (MODE_BINARY, MODE_WRITING):
             return rowid, StoredFile(filename, os.path.join(self.directory, filename), mode == MODE_WRITING)
-        try:
-            data = cache._disk.fetch(mode, filename, value, False)
-        except OSError:  # its file was removed under us (eviction by another process, a user's rm)
-            return None
-        return rowid, data
+        # Only the rows we write: bytes in the row (MODE_RAW). Never ``cache._disk.fetch``: it unpickles
+        # a row of diskcache's MODE_PICKLE itself, before any tag is checked. Anything else: None.
+        return rowid, value if mode == MODE_RAW and filename is None and value.__class__ is bytes else None
 
     def write(self, ops: Iterable[tuple[str, Any]], touches: Iterable[tuple[int, float]] = ()) -> None:
         """Apply ``("set", Pending)`` and ``("delete", key)`` in order, then access times, in one

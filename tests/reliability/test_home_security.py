@@ -178,6 +178,22 @@ def test_an_entry_copied_from_another_home_is_a_miss(tmp_path: Path) -> None:
     assert oct(mode(second / "cache.key")) == "0o600"
 
 
+def test_a_row_planted_in_diskcaches_own_pickle_mode_is_never_unpickled(tmp_path: Path) -> None:
+    # diskcache unpickles a row of its MODE_PICKLE (4) itself when asked to fetch it: never asked.
+    home, marker = tmp_path / "home", tmp_path / "planted-code-ran"
+    runtime, _ = _cache_runtime(home)
+    with use_runtime(runtime):
+        fetch(10)
+    runtime.cache.flush(10)
+    with sqlite3.connect(str(home / "cache" / "cache.db")) as conn:
+        conn.execute("UPDATE Cache SET mode = 4, value = ?", (pickle.dumps(_Plant(marker)),))
+    again, warnings = _cache_runtime(home)
+    with use_runtime(again):
+        assert fetch(10) == ("Completed", b"x" * 10)
+    assert not marker.exists()
+    assert len(warnings) == 1 and "not written by nbflow for this home" in warnings[0], warnings
+
+
 @task(cache_policy=INPUTS)
 def array_payload(n: int):  # type: ignore[no-untyped-def]
     import numpy as np
