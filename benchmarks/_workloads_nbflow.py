@@ -31,3 +31,27 @@ def throughput(n: int) -> dict:
 
 def rss(n: int) -> dict:
     return {"wall_s": timed(lambda: _flows()["chain"](n))}
+
+
+def large_result(mb: int) -> dict:
+    """One task returning an ``mb`` MiB numpy array: the flow's time, then until it is on disk.
+
+    Persistence on or off comes from ``NBFLOW_RESULTS_PERSIST`` in the worker's environment; the
+    harness measures the process's peak RSS."""
+    import numpy as np
+
+    from nbflow import flow, task
+    from nbflow._runtime import get_runtime
+
+    @task
+    def make(nbytes: int) -> Any:
+        return np.full(nbytes // 8, 1.5)
+
+    @flow
+    def once(nbytes: int) -> int:
+        return make(nbytes).nbytes
+
+    once(1 << 20)  # imports, the run store and the cache opened
+    flow_s = timed(lambda: once(mb * 2**20))
+    flushed_s = timed(lambda: get_runtime().cache.flush())
+    return {"flow_s": flow_s, "on_disk_s": flow_s + flushed_s}

@@ -1,5 +1,5 @@
 """Result cache speed: a cache hit end to end (vs Prefect's on the same task), a large hit, a rerun
-whose tasks are all cached, and what persisting every result costs a task.
+whose tasks are all cached, what persisting every result costs a task, and a large result persisted.
 
 Run: ``python benchmarks/cache.py`` (add ``--quick`` for small sizes). ``run()`` returns the rows
 ``benchmarks/compare.py`` prints. Console logging stays on and goes to /dev/null, as in compare.py.
@@ -146,6 +146,37 @@ def _prefect_hit_us() -> tuple[float | None, str]:
     return result.data["hit_s"] * 1e6, ""
 
 
+LARGE_MB = 64 if QUICK else 500
+
+
+def _large_result_rows() -> list[dict[str, Any]]:
+    """A task returning a LARGE_MB MiB numpy array, persisted (the default) or not: seconds and peak
+    RSS, each in a fresh process. Prefect's persist_result=True and Dask are not measured here."""
+    from _harness import Homes, base_env, run_worker
+
+    homes = Homes()
+    try:
+        runs = {persist: run_worker("nbflow", "large_result", base_env(
+                    NBFLOW_HOME=str(homes.new("large")), NBFLOW_RESULTS_PERSIST=persist), mb=LARGE_MB)
+                for persist in ("true", "false")}
+    finally:
+        homes.cleanup()
+    for result in runs.values():
+        if result.error:
+            raise RuntimeError(result.error)
+    on, off = runs["true"], runs["false"]
+    label = f"task returning a {LARGE_MB} MiB numpy array, persisted (the default)"
+    return [
+        {"workload": f"{label}: flow run", "unit": "s", "nbflow": round(on.data["flow_s"], 2),
+         "note": f"{on.data['on_disk_s']:.2f} s until its file is on disk (the flow does not wait for more "
+                 f"than its own write); {off.data['flow_s']:.2f} s with NBFLOW_RESULTS_PERSIST=false"},
+        {"workload": f"{label}: peak RSS", "unit": "MB", "nbflow": round(on.peak_rss_mb or 0),
+         "target": "< 1.25 × the result over persistence off",
+         "target_max": round((off.peak_rss_mb or 0) + 0.25 * LARGE_MB),
+         "note": f"{off.peak_rss_mb or 0:.0f} MB with persistence off: the result is never copied to be saved"},
+    ]
+
+
 def run() -> list[dict[str, Any]]:
     from nbflow.cache_policies import DEFAULT
     from nbflow.tasks import task_input_hash
@@ -188,6 +219,7 @@ def run() -> list[dict[str, Any]]:
             "note": f"{CHAIN:,}-task chain: {first * 1e6:.1f} µs/task persisting, {off * 1e6:.1f} µs/task with "
                     "NBFLOW_RESULTS_PERSIST=false (key + pickle on the task's thread, the write in the background)",
         })
+    rows += _large_result_rows()
     return rows
 
 

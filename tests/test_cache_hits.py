@@ -257,6 +257,8 @@ def test_entries_written_in_bulk_are_valid_diskcache_rows(h):
     import pickle
     import warnings
 
+    from nbflow._cache import files
+
     @task(cache_policy=INPUTS)
     def value(n):
         return b"v" * n
@@ -269,8 +271,16 @@ def test_entries_written_in_bulk_are_valid_diskcache_rows(h):
     h.cache.flush(10)
     cache = h.cache.disk.cache()
     assert len(cache) == 3  # diskcache's own count (kept by its triggers) agrees
+    values = set()
     for entry in h.entries():
-        assert pickle.loads(cache.get(entry.key)) in (b"v" * 10, b"v" * 20, b"v" * 100_000)
+        stored = cache.get(entry.key)  # diskcache reads each one back, a file entry's file too
+        if entry.in_file:
+            (filename,) = cache._sql("SELECT filename FROM Cache WHERE key = ?", (entry.key,)).fetchone()
+            assert stored == (h.home / "cache" / filename).read_bytes()
+            values.add(files.load(str(h.home / "cache" / filename), h.cache.signer))
+        else:
+            values.add(pickle.loads(h.cache.signer.open(stored)))
+    assert values == {b"v" * 10, b"v" * 20, b"v" * 100_000}
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert cache.check() == []  # sizes, files and counts are consistent

@@ -1,7 +1,8 @@
 """The diskcache ``Cache`` under ``$NBFLOW_HOME/cache``: fast reads, batched writes, admin queries.
 
-Values are pickles we make ourselves (bytes): diskcache keeps small ones in SQLite and writes large
-ones (over 32 KB) to files of their own, so a large result is never copied into a database row.
+Values are pickles we make ourselves, each tagged (``signing.py``): small ones (under 32 KB) are rows
+in SQLite, large ones are files of their own that ``files.py`` streams, so a large result is never
+copied into a database row, nor (on its way there) into memory.
 
 Three things here reach under diskcache's public API, to its ``Cache`` table (diskcache 5.6; the
 table and ``Cache._sql``/``_con``/``_disk`` have been stable since 4.0):
@@ -9,7 +10,9 @@ table and ``Cache._sql``/``_con``/``_disk`` have been stable since 4.0):
   every hit to update ``access_time`` (measured 70-90 µs against 8 µs for the bare SELECT). We SELECT
   ourselves and let the background writer apply the access-time updates in batches.
 - writes: small values are upserted in one ``executemany`` per batch instead of a ``Cache.set`` each
-  (~50 µs of Python per item under the GIL); large values still go through ``Cache.set``.
+  (~50 µs of Python per item under the GIL); large values are files we write ourselves (``files.py``:
+  streamed, temp + rename) and record as diskcache's own file rows (``MODE_BINARY``). A row whose file
+  is still being written has mode ``MODE_WRITING``, which diskcache does not know (it reads as a miss).
 - listing: ``nbflow cache ls`` needs each entry's tag, size and store time, which only the table has.
 """
 
@@ -25,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nbflow._home import check_private_dir, create_private_file, make_private, make_private_dir, open_private
+from nbflow._home import check_private_dir, create_private_file, make_private, make_private_dir
 
-__all__ = ["ResultDisk", "Entry", "CacheStats", "DiskUnavailable"]
+__all__ = ["ResultDisk", "Entry", "CacheStats", "DiskUnavailable", "StoredFile"]
 
 _SELECT = (
     "SELECT rowid, mode, filename, value FROM Cache"
@@ -43,60 +46,24 @@ _UPSERT = (
     " access_time = excluded.access_time, access_count = 0, tag = excluded.tag, size = 0, mode = 1,"
     " filename = NULL, value = excluded.value"
 )
+MODE_RAW = 1  # diskcache's mode of bytes kept in the row
+MODE_BINARY = 2  # diskcache's mode of a value in a file of its own
+MODE_WRITING = 9  # ours: its file is being written by the process holding the file's lock
+# A large value's row: the file already exists (complete, or being written under its lock).
+_UPSERT_FILE = (
+    "INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, size, mode, filename, value)"
+    " VALUES (?, 1, ?, ?, ?, 0, ?, ?, ?, ?, NULL)"
+    " ON CONFLICT (key, raw) DO UPDATE SET store_time = excluded.store_time, expire_time = excluded.expire_time,"
+    " access_time = excluded.access_time, access_count = 0, tag = excluded.tag, size = excluded.size,"
+    " mode = excluded.mode, filename = excluded.filename, value = NULL"
+)
+_FINISH = f"UPDATE Cache SET mode = {MODE_BINARY}, size = ? WHERE key = ? AND raw = 1 AND filename = ? AND mode = {MODE_WRITING}"
 _CULL_EVERY = 60.0  # seconds between sweeps of expired entries (over the size limit: at once)
 _LIST = (
     "SELECT key, tag, store_time, access_time, expire_time, access_count,"
     " CASE WHEN filename IS NULL THEN length(value) ELSE size END, filename IS NOT NULL"
     " FROM Cache WHERE raw = 1"
 )
-
-
-def _private_disk(diskcache: Any) -> type:
-    """diskcache's ``Disk``, but the files of large values are created 0600 (it opens them with
-    ``open()``, so the umask decides: 0644 by default)."""
-    global _PRIVATE_DISK  # one class per process, made when diskcache is first imported
-    if _PRIVATE_DISK is None:
-
-        class PrivateDisk(diskcache.Disk):  # type: ignore[misc, name-defined]
-            def _write(self, full_path: str, iterator: Any, mode: str, encoding: str | None = None) -> int:
-                folder = os.path.dirname(full_path)
-                for attempt in range(10):  # another process may remove an emptied folder meanwhile
-                    os.makedirs(folder, exist_ok=True)
-                    try:
-                        fd = open_private(full_path)
-                    except FileNotFoundError:
-                        if attempt == 9:
-                            raise
-                        continue
-                    with open(fd, mode.replace("x", "w"), encoding=encoding) as writer:
-                        size = 0
-                        for chunk in iterator:
-                            size += len(chunk)
-                            writer.write(chunk)
-                        return size
-                raise AssertionError("unreachable")
-
-        _PRIVATE_DISK = PrivateDisk
-    return _PRIVATE_DISK
-
-
-_PRIVATE_DISK: type | None = None
-
-
-class _Pieces:
-    """A file-like reader over ``data`` then ``trailer``, for ``Cache.set(read=True)``."""
-
-    def __init__(self, data: bytes, trailer: bytes) -> None:
-        self._views = [memoryview(data), memoryview(trailer)]
-
-    def read(self, size: int = -1) -> bytes | memoryview:
-        while self._views and not len(self._views[0]):
-            self._views.pop(0)
-        if not self._views:
-            return b""
-        view = self._views[0]
-        chunk, self._views[0] = (view, view[len(view):]) if size < 0 else (view[:size], view[size:])
-        return chunk
 
 
 class DiskUnavailable(Exception):
@@ -114,6 +81,15 @@ class Entry:
     expires: float | None
     size: int
     in_file: bool  # stored as a file of its own (large results)
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A live entry whose value is a file: loaded by streaming it (``files.load``), not as bytes."""
+
+    filename: str
+    path: str
+    writing: bool  # still being written: wait for it (``files.wait_written``), then read the row again
 
 
 @dataclass(frozen=True)
@@ -201,7 +177,6 @@ class ResultDisk:
     def _new_cache(self, diskcache: Any) -> Any:
         return diskcache.Cache(
             str(self.directory),
-            disk=_private_disk(diskcache),
             size_limit=self.size_limit,
             eviction_policy="least-recently-used",
             tag_index=True,  # `nbflow cache clear --task NAME` deletes by tag
@@ -224,45 +199,43 @@ class ResultDisk:
 
     # --- hot path ------------------------------------------------------------------------------
     def read(self, key: str, now: float) -> tuple[int, Any] | None:
-        """``(rowid, stored bytes)`` of a live entry, or None. May raise sqlite/OS errors."""
+        """``(rowid, stored bytes or StoredFile)`` of a live entry (None in place of a value that is
+        neither), or None. May raise sqlite/OS errors."""
         cache = self.cache()
         rows = cache._sql(_SELECT, (key, now)).fetchall()
         if not rows:
             return None
         rowid, mode, filename, value = rows[0]
-        try:
-            data = cache._disk.fetch(mode, filename, value, False)
-        except OSError:  # its file was removed under us (eviction by another process, a user's rm)
-            return None
-        return rowid, data
+        if filename is not None and mode in (MODE_BINARY, MODE_WRITING):
+            return rowid, StoredFile(filename, os.path.join(self.directory, filename), mode == MODE_WRITING)
+        # Only the rows we write: bytes in the row (MODE_RAW). Never ``cache._disk.fetch``: it unpickles
+        # a row of diskcache's MODE_PICKLE itself, before any tag is checked. Anything else: None.
+        return rowid, value if mode == MODE_RAW and filename is None and value.__class__ is bytes else None
 
     def write(self, ops: Iterable[tuple[str, Any]], touches: Iterable[tuple[int, float]] = ()) -> None:
         """Apply ``("set", Pending)`` and ``("delete", key)`` in order, then access times, in one
         transaction.
 
-        Small values (under diskcache's 32 KB file threshold) are upserted with one ``executemany``:
-        ``Cache.set`` costs ~50 µs of Python per item, held under the GIL on the writer thread while
-        tasks wait for it. Large values go through ``Cache.set``, which writes their files.
+        Small values are upserted with one ``executemany``: ``Cache.set`` costs ~50 µs of Python per
+        item, held under the GIL on the writer thread while tasks wait for it. Large values are files
+        already made (``files.ResultFile``): only their rows are written here.
         """
         cache = self.cache()
         now = time.time()
-        threshold = cache.disk_min_file_size
         rows: list[tuple[Any, ...]] = []
         replaced: list[str] = []
         with cache.transact(retry=True):
             for kind, value in ops:
-                if kind == "set" and len(value.data) + len(value.trailer) < threshold:
-                    stored = value.data + value.trailer if value.trailer else value.data  # small: cheap to join
+                if kind == "set" and value.file is None:
+                    # Under 32 KB (``files.split`` makes anything larger a file): cheap to join.
+                    stored = value.data + value.trailer if value.trailer else value.data
                     rows.append((value.key, now, value.expire_at, now, value.tag, sqlite3.Binary(stored)))
                     continue
                 self._upsert(cache._con, rows, replaced)
-                if kind == "delete":
-                    cache.delete(value, retry=True)
+                if kind == "set":
+                    self._upsert_file(cache._con, value, now, replaced)
                 else:
-                    expire = None if value.expire_at is None else max(0.0, value.expire_at - now)
-                    # Read from the two pieces in turn: joining them would copy a large result.
-                    cache.set(value.key, _Pieces(value.data, value.trailer), read=True, expire=expire, tag=value.tag,
-                              retry=True)
+                    cache.delete(value, retry=True)
             self._upsert(cache._con, rows, replaced)
             touches = list(touches)
             if touches:
@@ -272,6 +245,22 @@ class ResultDisk:
         if now - self._last_cull > _CULL_EVERY or cache.volume() > self.size_limit:
             self._last_cull = now
             cache.cull(retry=True)  # expired entries first, then least recently used, to the limit
+
+    @staticmethod
+    def _upsert_file(con: sqlite3.Connection, value: Any, now: float, replaced: list[str]) -> None:
+        file = value.file
+        found = con.execute("SELECT filename FROM Cache WHERE key = ? AND raw = 1", (value.key,)).fetchone()
+        if found and found[0] and found[0] != file.filename:
+            replaced.append(found[0])
+        mode = MODE_WRITING if file.fd is not None else MODE_BINARY
+        con.execute(_UPSERT_FILE, (value.key, now, value.expire_at, now, value.tag, file.size, mode, file.filename))
+
+    def finish(self, key: str, filename: str, size: int) -> bool:
+        """Mark the row of ``key`` complete once its file is; False if the row was replaced or
+        deleted meanwhile (the caller then removes the file nobody points at)."""
+        cache = self.cache()
+        with cache.transact(retry=True):
+            return cache._con.execute(_FINISH, (size, key, filename)).rowcount == 1
 
     @staticmethod
     def _upsert(con: sqlite3.Connection, rows: list[tuple[Any, ...]], replaced: list[str]) -> None:

@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbflow import _states as states
-from nbflow._cache.disk import ResultDisk
+from nbflow._cache import files
+from nbflow._cache.disk import ResultDisk, StoredFile
+from nbflow._cache.files import ResultFile
 from nbflow._cache.locks import LOCKS_SUPPORTED, KeyLocks
-from nbflow._cache.signing import Signer
+from nbflow._cache.signing import BadTag, Signer
 from nbflow._cache.writer import Pending, Writer
 from nbflow._context import FlowRunContext, TaskRunContext
 from nbflow._events import StateChanged
@@ -46,6 +48,7 @@ _KEY_PREFIX = b"nbflow-result:1\0"  # bump to orphan every old entry if the stor
 _TOUCH_EVERY = 60.0  # seconds: LRU order needs no finer access times than this
 _MAX_REMEMBERED = 50_000
 _FLUSH_AT_END_SECONDS = 60.0
+_WAIT_FOR_WRITER_SECONDS = 600.0  # a reader waits this long for another process writing a large result
 _FINAL = states.FINAL_TYPES
 
 
@@ -68,6 +71,7 @@ class ResultCache:
         self._touched: dict[int, float] = {}
         self._held: dict[str, tuple[str, int]] = {}  # task run id -> (key, lock handle)
         self._policies: dict[int, tuple[Any, CachePolicy, bool]] = {}
+        self._swept = False  # temp files of killed writers removed (once per process)
         bus.subscribe(self._on_event)
 
     @classmethod
@@ -124,19 +128,24 @@ class ResultCache:
                 return
             try:
                 # Pickled here, not on the writer thread: what is saved is the result as the task
-                # returned it, even if later code mutates the object in place.
-                data = pickle.dumps(state.data, protocol=pickle.HIGHEST_PROTOCOL)
+                # returned it, even if later code mutates the object in place. A large result is
+                # not copied: its buffers are written to its file before this returns, unless
+                # they cannot change (bytes), which the background writes.
+                data = files.split(state.data)
             except Exception as exc:
                 self._warn(ctx, task_run, ("unpicklable", task.name), _unpicklable_message(task, task_run, state.data, exc))
                 return
-            if len(data) > self.disk.size_limit:
+            size = len(data) if data.__class__ is bytes else data.size
+            if size > self.disk.size_limit:
                 self._warn(ctx, task_run, ("toolarge", task.name),
-                           f"Result of task {task.name!r} is not persisted: {len(data):,} bytes pickled is more than the "
+                           f"Result of task {task.name!r} is not persisted: {size:,} bytes pickled is more than the "
                            f"whole result cache (NBFLOW_CACHE_SIZE_LIMIT={self.disk.size_limit:,})")
                 return
             expiration = task.options.cache_expiration
             expire_at = None if expiration is None else self.clock.now() + _seconds(expiration)
-            if held is not None:
+            if data.__class__ is not bytes:
+                self._store_file(key, data, expire_at, task.name, held is not None)
+            elif held is not None:
                 # Another process may be waiting on this key: it must find the result on disk.
                 self.disk.write([("set", Pending(key, data, expire_at, task.name, self.signer.tag(data)))])
             else:
@@ -146,6 +155,36 @@ class ResultCache:
         finally:
             if held is not None:
                 self.locks.release(*held)
+
+    def _store_file(self, key: str, parts: files.Parts, expire_at: float | None, tag: str, locked: bool) -> None:
+        """A large result: a file of its own, written now or (if it cannot change, and the background
+        holds less than ``files.MAX_BACKGROUND_BYTES``) by the writer's file thread."""
+        directory = self.disk.directory
+        if not self._swept:
+            self._swept = True
+            files.sweep(directory)
+        background = not locked and parts.frozen and self.writer.files.reserve(parts.size)
+        try:
+            file = ResultFile(directory, parts, self.signer)
+        except BaseException:
+            if background:
+                self.writer.files.release(parts.size)
+            raise
+        if not background:
+            try:
+                file.write()
+            except BaseException:
+                file.abandon()
+                raise
+            file.close()
+        if not locked:
+            self.writer.put_file(key, file, expire_at, tag)
+            return
+        try:  # recorded at once: another process may be waiting on this key's lock
+            self.disk.write([("set", Pending(key, None, expire_at, tag, file=file))])
+        except BaseException:
+            file.abandon()
+            raise
 
     # --- policies and keys ---------------------------------------------------------------------
     def policy(self, task: Task) -> tuple[CachePolicy, bool]:
@@ -187,20 +226,35 @@ class ResultCache:
         now = self.clock.now()
         item = self.writer.pending.get(key)
         if item is not None and (item.expire_at is None or item.expire_at > now):
-            body: Any = item.data  # in this process's memory, never on disk: ours
+            # In this process's memory (or a file this process wrote): ours.
+            body: Any = item.data if item.file is None else item.file
         else:
             found = self.disk.read(key, now)
             if found is None:
                 return None
             rowid, data = found
+            if data.__class__ is StoredFile and data.writing:
+                data = self._when_written(key, data, task, task_run, ctx)
+                if data is None:
+                    return None
             last = self._touched.get(rowid)
             if last is None or now - last > _TOUCH_EVERY:
                 if len(self._touched) > _MAX_REMEMBERED:
                     self._touched.clear()
                 self._touched[rowid] = now
                 self.writer.touch(rowid, now)
-            body = self.signer.open(data) if isinstance(data, bytes) else None
-        if body is None:  # planted, copied from another home, or from before tags: never unpickled
+            # A row's bytes are checked here, a file's as it is read (``files.load``).
+            body = data if data.__class__ is StoredFile else self.signer.open(data) if isinstance(data, bytes) else None
+        try:
+            if body is None:
+                raise BadTag(key)
+            if body.__class__ is StoredFile:
+                value = files.load(body.path, self.signer)
+            elif body.__class__ is ResultFile:
+                value = body.load()
+            else:
+                value = pickle.loads(body)
+        except BadTag:  # planted, copied from another home, damaged, or from before tags: never unpickled
             # Warned once per task and flow run: after an upgrade every old entry is one of these.
             self._warn(ctx, task_run, ("untagged", task.name),
                        f"Cached result of task {task.name!r} could not be loaded: it is damaged or was not written by "
@@ -208,8 +262,8 @@ class ResultCache:
                        "task runs again")
             self.writer.delete(key)
             return None
-        try:
-            value = pickle.loads(body)
+        except FileNotFoundError:  # its file was removed under us (eviction by another process, a user's rm)
+            return None
         except Exception as exc:  # truncated, corrupted, or its class no longer exists
             self._warn(ctx, task_run, ("unloadable", task.name, key),
                        f"Cached result of task {task.name!r} could not be loaded ({type(exc).__name__}: {exc}); "
@@ -217,6 +271,28 @@ class ResultCache:
             self.writer.delete(key)
             return None
         return states.Cached(data=value, timestamp=now)
+
+    def _when_written(self, key: str, stored: StoredFile, task: Task, task_run: TaskRun, ctx: FlowRunContext) -> StoredFile | None:
+        """Another process is writing ``key``'s file: wait for that file only, then read its row again.
+        None (a miss) if it is still not written, or its writer died (the row is dropped)."""
+        directory = self.disk.directory
+        if not files.wait_written(directory, stored.filename, _WAIT_FOR_WRITER_SECONDS, self.clock.sleep, self.clock.monotonic):
+            self._warn(ctx, task_run, ("writing", task.name, key),
+                       f"Cached result of task {task.name!r} was still being written by another process after "
+                       f"{_WAIT_FOR_WRITER_SECONDS:.0f} s; the task runs here too")
+            return None
+        found = self.disk.read(key, self.clock.now())
+        data = None if found is None else found[1]
+        if data.__class__ is not StoredFile:
+            return None  # deleted, or replaced by a small value: look again next time
+        if data.writing and data.filename == stored.filename:  # its writer is gone: the lock is free
+            self._warn(ctx, task_run, ("unloadable", task.name, key),
+                       f"Cached result of task {task.name!r} was never completely written (the process writing it "
+                       "ended first); dropped it, the task runs again")
+            self.writer.delete(key)
+            files.discard(directory, stored.filename)
+            return None
+        return data if not data.writing else None
 
     def _lock_or_hit(self, key: str, task: Task, task_run: TaskRun, ctx: FlowRunContext, policy: CachePolicy) -> State | None:
         """Take the key's lock (waiting for whoever computes it), then look again."""
@@ -254,8 +330,9 @@ class ResultCache:
 
     # --- upkeep ------------------------------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every queued result is on disk (another process can then find it)."""
-        return self.writer.flush(timeout)
+        """Wait until every queued result is on disk (another process can then find it), large
+        results written in the background included (a flow's end waits for their rows only)."""
+        return self.writer.flush(timeout) and self.writer.files.drain(timeout)
 
     def _warn(self, ctx: FlowRunContext, task_run: TaskRun, what: tuple[Any, ...], message: str) -> None:
         """Log ``message`` as a WARNING of the task run, once per flow run for the same ``what``."""

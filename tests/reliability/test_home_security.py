@@ -178,6 +178,78 @@ def test_an_entry_copied_from_another_home_is_a_miss(tmp_path: Path) -> None:
     assert oct(mode(second / "cache.key")) == "0o600"
 
 
+def test_a_row_planted_in_diskcaches_own_pickle_mode_is_never_unpickled(tmp_path: Path) -> None:
+    # diskcache unpickles a row of its MODE_PICKLE (4) itself when asked to fetch it: never asked.
+    home, marker = tmp_path / "home", tmp_path / "planted-code-ran"
+    runtime, _ = _cache_runtime(home)
+    with use_runtime(runtime):
+        fetch(10)
+    runtime.cache.flush(10)
+    with sqlite3.connect(str(home / "cache" / "cache.db")) as conn:
+        conn.execute("UPDATE Cache SET mode = 4, value = ?", (pickle.dumps(_Plant(marker)),))
+    again, warnings = _cache_runtime(home)
+    with use_runtime(again):
+        assert fetch(10) == ("Completed", b"x" * 10)
+    assert not marker.exists()
+    assert len(warnings) == 1 and "not written by nbflow for this home" in warnings[0], warnings
+
+
+@task(cache_policy=INPUTS)
+def array_payload(n: int):  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    return np.arange(n, dtype=np.float64)  # written from its own memory, on the task's thread
+
+
+@flow
+def fetch_array(n: int) -> tuple[str, object]:
+    state = array_payload(n, return_state=True)
+    return state.name, state.result()
+
+
+def _value_file(home: Path) -> Path:
+    with sqlite3.connect(str(home / "cache" / "cache.db")) as conn:
+        (filename,) = conn.execute("SELECT filename FROM Cache WHERE filename IS NOT NULL").fetchone()
+    return home / "cache" / filename
+
+
+@pytest.mark.parametrize("kind", ["bytes", "array"])
+@pytest.mark.parametrize("how", ["planted-pickle", "from-another-home", "one-byte-changed"])
+def test_a_large_result_file_without_this_homes_tag_is_never_loaded(tmp_path: Path, kind: str, how: str) -> None:
+    np = pytest.importorskip("numpy")
+    home, other, marker = tmp_path / "home", tmp_path / "other", tmp_path / "planted-code-ran"
+    call = (lambda: fetch(BIG)) if kind == "bytes" else (lambda: fetch_array(BIG // 8))
+
+    def same(value: object) -> bool:
+        return value == b"x" * BIG if kind == "bytes" else bool(np.array_equal(value, np.arange(BIG // 8)))
+
+    for each in (home, other):
+        runtime, _ = _cache_runtime(each)
+        with use_runtime(runtime):
+            call()
+        runtime.cache.flush(10)
+    planted = _value_file(home)
+    if how == "planted-pickle":  # what an older nbflow (or diskcache itself) would have written there
+        planted.write_bytes(pickle.dumps(_Plant(marker)))
+    elif how == "from-another-home":
+        planted.write_bytes(_value_file(other).read_bytes())
+    else:  # damaged on disk: one byte of the value itself, far from either end of the file
+        data = bytearray(planted.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        planted.write_bytes(bytes(data))
+
+    runtime, warnings = _cache_runtime(home)
+    with use_runtime(runtime):
+        name, value = call()
+        assert name == "Completed" and same(value)  # recomputed, never loaded
+        runtime.cache.flush(10)
+        name, value = call()
+        assert name == "Cached" and same(value)  # the recomputed result replaced it
+    assert not marker.exists()
+    assert len(warnings) == 1 and "not written by nbflow for this home" in warnings[0], warnings
+    assert not planted.exists()  # dropped with its row, not left behind
+
+
 def test_entries_of_this_home_still_hit_in_another_process(tmp_path: Path) -> None:
     home = tmp_path / "home"
     runtime, _ = _cache_runtime(home)
