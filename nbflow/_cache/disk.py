@@ -19,6 +19,7 @@ table and ``Cache._sql``/``_con``/``_disk`` have been stable since 4.0):
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sqlite3
 import threading
@@ -31,6 +32,14 @@ from typing import Any
 from nbflow._home import check_private_dir, create_private_file, make_private, make_private_dir
 
 __all__ = ["ResultDisk", "Entry", "CacheStats", "DiskUnavailable", "StoredFile"]
+
+# The only file names nbflow writes (``files.py``). A row naming anything else was not written by us:
+# it is never read, and its file is never deleted (diskcache deletes by the name in the row).
+_OUR_FILE = re.compile(r"[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]+\.val")
+
+
+def _is_ours(filename: str) -> bool:
+    return _OUR_FILE.fullmatch(filename.replace(os.sep, "/")) is not None
 
 _SELECT = (
     "SELECT rowid, mode, filename, value FROM Cache"
@@ -175,8 +184,15 @@ class ResultDisk:
             make_private(db, db.with_name("cache.db-wal"), db.with_name("cache.db-shm"))
 
     def _new_cache(self, diskcache: Any) -> Any:
+        class OurFilesOnly(diskcache.Disk):  # type: ignore[misc,name-defined]
+            """diskcache's file handling, but it removes only files named as nbflow names them."""
+
+            def remove(self, file_path: str) -> Any:
+                return super().remove(file_path) if _is_ours(file_path) else None
+
         return diskcache.Cache(
             str(self.directory),
+            disk=OurFilesOnly,
             size_limit=self.size_limit,
             eviction_policy="least-recently-used",
             tag_index=True,  # `nbflow cache clear --task NAME` deletes by tag
@@ -206,7 +222,7 @@ class ResultDisk:
         if not rows:
             return None
         rowid, mode, filename, value = rows[0]
-        if filename is not None and mode in (MODE_BINARY, MODE_WRITING):
+        if filename is not None and mode in (MODE_BINARY, MODE_WRITING) and _is_ours(filename):
             return rowid, StoredFile(filename, os.path.join(self.directory, filename), mode == MODE_WRITING)
         # Only the rows we write: bytes in the row (MODE_RAW). Never ``cache._disk.fetch``: it unpickles
         # a row of diskcache's MODE_PICKLE itself, before any tag is checked. Anything else: None.

@@ -194,6 +194,26 @@ def test_a_row_planted_in_diskcaches_own_pickle_mode_is_never_unpickled(tmp_path
     assert len(warnings) == 1 and "not written by nbflow for this home" in warnings[0], warnings
 
 
+def test_a_row_naming_a_file_outside_the_cache_never_reads_or_deletes_it(tmp_path: Path) -> None:
+    # diskcache deletes a dropped row's file by the name in the row: a planted '../../x' must not
+    # make nbflow read, or delete, a file outside the cache.
+    home, victim = tmp_path / "home", tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    runtime, _ = _cache_runtime(home)
+    with use_runtime(runtime):
+        fetch(BIG)
+    runtime.cache.flush(10)
+    with sqlite3.connect(str(home / "cache" / "cache.db")) as conn:
+        conn.execute("UPDATE Cache SET filename = ? WHERE filename IS NOT NULL", (str(Path("..", "..", "victim.txt")),))
+    conn.close()
+    again, warnings = _cache_runtime(home)
+    with use_runtime(again):
+        assert fetch(BIG) == ("Completed", b"x" * BIG)  # a miss: recomputed
+    again.cache.flush(10)
+    assert victim.read_text() == "keep me"
+    assert len(warnings) == 1, warnings
+
+
 @task(cache_policy=INPUTS)
 def array_payload(n: int):  # type: ignore[no-untyped-def]
     import numpy as np
