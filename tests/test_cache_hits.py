@@ -277,9 +277,9 @@ def test_entries_written_in_bulk_are_valid_diskcache_rows(h):
         if entry.in_file:
             (filename,) = cache._sql("SELECT filename FROM Cache WHERE key = ?", (entry.key,)).fetchone()
             assert stored == (h.home / "cache" / filename).read_bytes()
-            values.add(files.load(str(h.home / "cache" / filename), h.cache.signer))
+            values.add(files.load(str(h.home / "cache" / filename), h.cache.signer, entry.key))
         else:
-            values.add(pickle.loads(h.cache.signer.open(stored)))
+            values.add(pickle.loads(h.cache.signer.open(stored, entry.key)))
     assert values == {b"v" * 10, b"v" * 20, b"v" * 100_000}
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -102,11 +102,12 @@ def split(value: Any, min_file_size: int = MIN_FILE_SIZE) -> bytes | Parts:
 class ResultFile:
     """One result file: its name in the cache folder, and, while it is written, its locked temp file."""
 
-    __slots__ = ("directory", "fd", "filename", "parts", "signer", "size")
+    __slots__ = ("directory", "fd", "filename", "key", "parts", "signer", "size")
 
-    def __init__(self, directory: Path, parts: Parts, signer: Signer) -> None:
+    def __init__(self, directory: Path, parts: Parts, signer: Signer, key: str) -> None:
         self.directory = directory
         self.signer = signer
+        self.key = key
         self.parts: Parts | None = parts
         self.size = parts.size
         self.fd: int | None = None
@@ -122,7 +123,7 @@ class ResultFile:
         changed), else from the file (its tag checked)."""
         parts = self.parts  # once: the file thread drops it when the file is complete
         if parts is None or not parts.frozen:
-            return load(self.path, self.signer)
+            return load(self.path, self.signer, self.key)
         return parts.pieces[0] if parts.kind == RAW else pickle.loads(parts.pieces[0])
 
     def _create(self) -> None:
@@ -147,7 +148,7 @@ class ResultFile:
         ``close`` unlocks)."""
         parts, fd = self.parts, self.fd
         assert parts is not None and fd is not None
-        hasher = self.signer.hasher()
+        hasher = self.signer.hasher(self.key)
         lengths = [memoryview(piece).nbytes for piece in parts.pieces]
         _hashed_write(fd, hasher, _HEAD.pack(FILE_MAGIC, parts.kind, len(lengths)) + struct.pack(f"<{len(lengths)}Q", *lengths))
         at = 0
@@ -232,7 +233,7 @@ def _same_file(fd: int, path: str) -> bool:
 
 # --- reading -------------------------------------------------------------------------------------
 
-def load(path: str, signer: Signer) -> Any:
+def load(path: str, signer: Signer, key: str) -> Any:
     """The result in the file at ``path``, unpickled only once its tag is checked.
 
     Raises ``BadTag`` if the file is not one this home's nbflow wrote whole (planted, copied from
@@ -240,7 +241,7 @@ def load(path: str, signer: Signer) -> Any:
     raises if its classes changed since.
     """
     with open(path, "rb") as f:
-        hasher = signer.hasher()
+        hasher = signer.hasher(key)
         kind, lengths, offsets = _read_header(f, hasher, path)
         total = offsets[-1] + lengths[-1]
         if kind == RAW:

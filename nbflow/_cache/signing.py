@@ -1,10 +1,12 @@
 """Cache entries carry a tag made with a secret of this home, checked before anything is unpickled.
 
 Unpickling runs code, so the cache must load only pickles nbflow itself wrote for this home. Each
-stored value is ``bytes + MAGIC + HMAC-SHA256(key, bytes)``: a small pickle in its database row, a
+stored value is ``bytes + MAGIC + HMAC-SHA256(secret, cache key + bytes)``: a small pickle in its database row, a
 large result's file (``files.py``) ending the same way; the key is 32 random bytes
 in ``$NBFLOW_HOME/cache.key`` (0600). An entry without a valid tag (planted, copied from another
 home, or written by an nbflow from before tags) is a miss: it is never loaded, the task recomputes.
+The cache key is part of what is tagged, so an entry moved to another key (another task's, other
+inputs') is a miss too, not a wrong result.
 
 The tag trails the value so that a writer streaming a large result to a file hashes as it writes
 and appends the tag at the end (``hasher`` / ``trailer``), and a reader hashes as it reads, then
@@ -26,7 +28,7 @@ from nbflow._home import make_private, make_private_dir, open_private
 __all__ = ["Signer", "BadTag", "KEY_NAME", "MAGIC", "TRAILER_SIZE"]
 
 KEY_NAME = "cache.key"
-MAGIC = b"nbftag:1"  # bump with the format; an entry of another format is a miss
+MAGIC = b"nbftag:2"  # bump with the format; an entry of another format is a miss
 _TAG_SIZE = 32
 TRAILER_SIZE = len(MAGIC) + _TAG_SIZE
 _KEY_SIZE = 32
@@ -44,18 +46,20 @@ class Signer:
         self._base: Any = None  # an HMAC keyed once; each value hashes with a copy (0.8 µs vs 1.3 µs)
         self._lock = threading.Lock()
 
-    def hasher(self) -> Any:
-        """A fresh HMAC for one value: ``update`` it with the pickle bytes, then ``trailer(h)``."""
-        base = self._base or self._load()
-        return base.copy()
+    def hasher(self, key: str) -> Any:
+        """A fresh HMAC for the value of cache key ``key``: ``update`` it with the value's bytes, then
+        ``trailer(h)``."""
+        h = (self._base or self._load()).copy()
+        h.update(key.encode("utf-8", "surrogatepass") + b"\0")
+        return h
 
     @staticmethod
     def trailer(hasher: Any) -> bytes:
         return MAGIC + hasher.digest()
 
-    def tag(self, data: bytes) -> bytes:
+    def tag(self, data: bytes, key: str) -> bytes:
         """The trailer to store right after ``data`` (kept apart: joining them would copy a large result)."""
-        h = self.hasher()
+        h = self.hasher(key)
         h.update(data)
         return self.trailer(h)
 
@@ -65,12 +69,12 @@ class Signer:
         return (len(trailer) == TRAILER_SIZE and trailer[:-_TAG_SIZE] == MAGIC
                 and hmac.compare_digest(hasher.digest(), trailer[-_TAG_SIZE:]))
 
-    def open(self, stored: bytes) -> memoryview | None:
-        """The pickle bytes of ``stored`` if its tag is this home's, else None (never unpickle it)."""
+    def open(self, stored: bytes, key: str) -> memoryview | None:
+        """The pickle bytes of ``stored`` if its tag is this home's for ``key``, else None (never unpickle it)."""
         if len(stored) < TRAILER_SIZE or stored[-TRAILER_SIZE:-_TAG_SIZE] != MAGIC:
             return None
         body = memoryview(stored)[:-TRAILER_SIZE]  # no copy of a large result
-        h = self.hasher()
+        h = self.hasher(key)
         h.update(body)
         return body if hmac.compare_digest(h.digest(), stored[-_TAG_SIZE:]) else None
 

@@ -147,7 +147,7 @@ class ResultCache:
                 self._store_file(key, data, expire_at, task.name, held is not None)
             elif held is not None:
                 # Another process may be waiting on this key: it must find the result on disk.
-                self.disk.write([("set", Pending(key, data, expire_at, task.name, self.signer.tag(data)))])
+                self.disk.write([("set", Pending(key, data, expire_at, task.name, self.signer.tag(data, key)))])
             else:
                 self.writer.put(key, data, expire_at, task.name)  # tagged on the writer thread
         except Exception as exc:
@@ -165,7 +165,7 @@ class ResultCache:
             files.sweep(directory)
         background = not locked and parts.frozen and self.writer.files.reserve(parts.size)
         try:
-            file = ResultFile(directory, parts, self.signer)
+            file = ResultFile(directory, parts, self.signer, key)
         except BaseException:
             if background:
                 self.writer.files.release(parts.size)
@@ -244,12 +244,12 @@ class ResultCache:
                 self._touched[rowid] = now
                 self.writer.touch(rowid, now)
             # A row's bytes are checked here, a file's as it is read (``files.load``).
-            body = data if data.__class__ is StoredFile else self.signer.open(data) if isinstance(data, bytes) else None
+            body = data if data.__class__ is StoredFile else self.signer.open(data, key) if isinstance(data, bytes) else None
         try:
             if body is None:
                 raise BadTag(key)
             if body.__class__ is StoredFile:
-                value = files.load(body.path, self.signer)
+                value = files.load(body.path, self.signer, key)
             elif body.__class__ is ResultFile:
                 value = body.load()
             else:

@@ -58,7 +58,7 @@ class Writer:
     """Queue of writes for one ``ResultDisk``, applied by a daemon thread."""
 
     def __init__(self, disk: ResultDisk, on_error: Callable[[BaseException], None],
-                 sign: Callable[[bytes], bytes] | None = None) -> None:
+                 sign: Callable[[bytes, str], bytes] | None = None) -> None:
         self.disk = disk
         self._on_error = on_error
         self._sign = sign  # the tag of each result, computed here on the writer thread, off the task's path
@@ -188,7 +188,7 @@ class Writer:
             if self._sign is not None:
                 for kind, value in writes:
                     if kind == "set" and value.file is None and not value.trailer:
-                        value.trailer = self._sign(value.data)
+                        value.trailer = self._sign(value.data, value.key)
             if writes or touches:
                 with self._guard:
                     self.disk.write(writes, list(touches.items()))

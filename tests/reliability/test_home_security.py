@@ -194,6 +194,27 @@ def test_a_row_planted_in_diskcaches_own_pickle_mode_is_never_unpickled(tmp_path
     assert len(warnings) == 1 and "not written by nbflow for this home" in warnings[0], warnings
 
 
+def test_an_entry_moved_to_another_key_is_a_miss_not_a_wrong_result(tmp_path: Path) -> None:
+    # Someone who can write the cache swaps fetch(10)'s stored value into fetch(20)'s row: the tag
+    # covers the key, so fetch(20) recomputes instead of returning ten bytes.
+    home = tmp_path / "home"
+    runtime, _ = _cache_runtime(home)
+    with use_runtime(runtime):
+        fetch(10)
+        fetch(20)
+    runtime.cache.flush(10)
+    with sqlite3.connect(str(home / "cache" / "cache.db")) as conn:
+        rows = conn.execute("SELECT rowid, value FROM Cache ORDER BY length(value)").fetchall()
+        assert len(rows) == 2
+        conn.execute("UPDATE Cache SET value = ? WHERE rowid = ?", (rows[0][1], rows[1][0]))
+    conn.close()
+    again, warnings = _cache_runtime(home)
+    with use_runtime(again):
+        assert fetch(20) == ("Completed", b"x" * 20)
+        assert fetch(10) == ("Cached", b"x" * 10)
+    assert len(warnings) == 1, warnings
+
+
 def test_a_row_naming_a_file_outside_the_cache_never_reads_or_deletes_it(tmp_path: Path) -> None:
     # diskcache deletes a dropped row's file by the name in the row: a planted '../../x' must not
     # make nbflow read, or delete, a file outside the cache.
