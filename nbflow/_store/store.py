@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from nbflow._forkguard import ForkGuard, keep
 from nbflow._store import db
 from nbflow._store.sweep import CrashedRun, run_crash_hooks, sweep
 from nbflow._store.writer import Writer
@@ -29,10 +30,12 @@ class Store:
     def __init__(self, settings: Any, *, log_level: int = logging.INFO) -> None:
         self.settings = settings
         self.home = Path(settings.home)
-        self.path: Path = db.open_database(self.home)
+        with _opening:  # migrations: a fork waits for them like for any SQLite work
+            self.path: Path = db.open_database(self.home)
         self.writer = Writer(self.path, level=log_level, heartbeat_seconds=float(settings.heartbeat_seconds))
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.RLock()
+        self._guard = ForkGuard()  # held while the reader connection is used: a fork waits for it
         self._unsubscribe: Callable[[], None] | None = None
         self._hooks: threading.Thread | None = None
         self.crashed: list[CrashedRun] = self._sweep()
@@ -64,7 +67,7 @@ class Store:
         """The reader connection (one per store, used by one thread at a time); ``flush`` writes first."""
         if flush:
             self.writer.flush()
-        with self._lock:
+        with self._lock, self._guard:
             if self._conn is None:
                 self._conn = db.connect(self.path)
             yield self._conn
@@ -75,7 +78,10 @@ class Store:
             return db.write(conn, work)
 
     def _after_fork(self) -> None:
-        self._conn = None  # the parent's connection must not be used here; a new one opens on demand
+        # The parent's connection must not be used here, nor closed (see _forkguard): kept, never
+        # freed; a new one opens on demand.
+        keep(self._conn)
+        self._conn = None
         self._lock = threading.RLock()
 
     def close(self) -> None:
@@ -84,7 +90,7 @@ class Store:
             self._unsubscribe()
             self._unsubscribe = None
         self.writer.close()
-        with self._lock:
+        with self._lock, self._guard:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
@@ -94,6 +100,7 @@ class Store:
 
 
 _stores: weakref.WeakSet[Store] = weakref.WeakSet()
+_opening = ForkGuard()
 
 
 def _after_fork() -> None:

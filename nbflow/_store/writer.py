@@ -29,7 +29,7 @@ from typing import Any
 
 from nbflow._context import FlowRunContext, current
 from nbflow._events import ENGINE_LOGGER, EdgesAdded, FlowRunFinished, LogEmitted, RunCreated, StateChanged
-from nbflow._forkguard import ForkGuard
+from nbflow._forkguard import ForkGuard, keep
 from nbflow._runs import FlowRun, TaskRun
 from nbflow._states import FINAL_TYPE_NAMES, FINAL_TYPES, State, StateType
 from nbflow._store import db
@@ -92,7 +92,11 @@ class Writer:
         _writers.add(self)
 
     def _reset(self) -> None:
-        """Fresh queue and no thread: also what a forked child needs (threads do not survive a fork)."""
+        """Fresh queue and no thread: also what a forked child needs (threads do not survive a fork).
+
+        In a child, the gone thread's connection is kept, never closed (see ``_forkguard``)."""
+        keep(getattr(self, "_conn", None))
+        self._conn: sqlite3.Connection | None = None  # the thread's connection, while it runs
         self._queue: deque[Any] = deque()
         self._append = self._queue.append
         self._wake = threading.Event()
@@ -212,7 +216,7 @@ class Writer:
     # --- writer thread ------------------------------------------------------------------------
     def _loop(self) -> None:
         with self._guard:
-            conn = db.connect(self.path)
+            conn = self._conn = db.connect(self.path)
             # Wait for another process's lock in short slices, the pauses between them outside the
             # fork guard (db.write retries): a fork never waits long for a writer that only waits.
             conn.execute(f"PRAGMA busy_timeout={WRITER_BUSY_SLICE_MS}")
@@ -256,6 +260,7 @@ class Writer:
         finally:
             with self._guard:
                 conn.close()
+                self._conn = None
 
     def _write(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
         markers = []
