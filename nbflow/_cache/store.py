@@ -131,7 +131,8 @@ class ResultCache:
             expire_at = None if expiration is None else self.clock.now() + _seconds(expiration)
             if held is not None:
                 # Another process may be waiting on this key: it must find the result on disk.
-                self.disk.write([("set", Pending(key, data, expire_at, task.name))])
+                with self.disk.guard:
+                    self.disk.write([("set", Pending(key, data, expire_at, task.name))])
             else:
                 self.writer.put(key, data, expire_at, task.name)
         except Exception as exc:

@@ -9,7 +9,6 @@ both written) and exit 0 within a deadline; a hung child is killed, so the test 
 from __future__ import annotations
 
 import multiprocessing
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ import pytest
 from store_support import db, recording
 
 from nbflow import flow, task
+from nbflow._forkguard import FORK_WAIT_S
 from nbflow.cache_policies import INPUTS
 
 pytestmark = pytest.mark.slow
@@ -79,21 +79,23 @@ def _busy(runtime: Any, work: list[Callable[[], None]]) -> Iterator[list[BaseExc
             thread.join(60)
 
 
-def _fork_children(target: Callable[..., None], count: int, args: Callable[[int], tuple]) -> list[tuple[int, Any, float]]:
-    """Fork ``count`` children one after another; each must end within the deadline or is killed."""
+def _fork_children(target: Callable[..., None], count: int, args: Callable[[int], tuple]) -> list[tuple[int, Any, float, float]]:
+    """Fork ``count`` children one after another; each must end within the deadline or is killed.
+    Returns ``(index, exit code or "hung", seconds to fork, seconds to the child's end)``."""
     context = multiprocessing.get_context("fork")
     results = []
     for n in range(count):
         child = context.Process(target=target, args=args(n))
         started = time.monotonic()
         child.start()
+        forked = time.monotonic() - started
         try:
             child.join(CHILD_DEADLINE_S)
         finally:
             if child.is_alive():
                 child.kill()  # hung: fail this test, never leave pytest waiting for the child at exit
                 child.join(10)
-        results.append((n, "hung" if child.exitcode == -9 else child.exitcode, time.monotonic() - started))
+        results.append((n, "hung" if child.exitcode == -9 else child.exitcode, forked, time.monotonic() - started))
         if results[-1][1] != 0:
             break  # one is enough to fail; the rest would only make a failing run slower
     return results
@@ -121,7 +123,11 @@ def test_children_forked_while_flows_write_the_store_and_cache_and_readers_read_
         assert not errors, errors
         runtime.store.flush()
     bad = [r for r in results if r[1] != 0]
-    assert not bad, f"a child failed or hung (index, exit code, seconds): {bad}"
+    assert not bad, f"a child failed or hung (index, exit code, seconds to fork, seconds): {bad}"
+    # A fork waits for the SQLite work in progress, milliseconds; FORK_WAIT_S would mean two guards
+    # waited for each other until the fork gave up.
+    slowest = max(results, key=lambda r: r[2])
+    assert slowest[2] < FORK_WAIT_S - 1, f"a fork waited for its guards until it gave up: {slowest}"
     with db(home) as conn:
         stored = conn.execute("SELECT count(*) FROM flow_runs WHERE flow_name = 'in-child' AND state_type = 'COMPLETED'").fetchone()[0]
     assert stored == 2 * FORKS
