@@ -101,13 +101,18 @@ def test_two_processes_with_a_locked_key_compute_it_once(tmp_path):
     code = "import os, pathlib, sys; from locked_mod import pipeline; {touch}print(pipeline(21))"
     first = subprocess.Popen([sys.executable, "-c", code.format(touch="")], cwd=tmp_path, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not started.exists() and time.monotonic() < deadline and first.poll() is None:
-        time.sleep(0.01)
-    assert started.exists(), first.communicate()
-    second = subprocess.run([sys.executable, "-c", code.format(touch="pathlib.Path(os.environ['OTHER_READY']).touch(); ")],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-    out, err = first.communicate(timeout=120)
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.01)
+        assert started.exists(), first.poll()
+        second = subprocess.run([sys.executable, "-c", code.format(touch="pathlib.Path(os.environ['OTHER_READY']).touch(); ")],
+                                cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        out, err = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()  # a hung first process fails the test; it must not outlive it
+            first.communicate()
     assert first.returncode == 0 and second.returncode == 0, (err, second.stderr)
     assert out.strip() == "('Completed', 42)"
     assert second.stdout.strip() == "('Cached', 42)"

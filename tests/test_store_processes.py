@@ -10,6 +10,7 @@ import sqlite3
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from store_support import count, db, nbflow, recording, script, start, wait_for
@@ -297,17 +298,29 @@ def two_hundred() -> int:
     return sum(one_of(i) for i in range(200))
 
 
-def test_a_forked_child_records_its_own_runs(tmp_path: Path) -> None:
+def _in_child(target: Any, timeout: float = 60) -> int | None:
+    """Fork a child running ``target`` and wait for it; a child still running then is killed, so a hung
+    child fails the test instead of holding pytest at exit (multiprocessing joins its children)."""
     import multiprocessing
+
+    child = multiprocessing.get_context("fork").Process(target=target)
+    child.start()
+    try:
+        child.join(timeout)
+    finally:
+        if child.is_alive():
+            child.kill()
+            child.join(10)
+    return child.exitcode
+
+
+def test_a_forked_child_records_its_own_runs(tmp_path: Path) -> None:
     import os
 
     home = tmp_path / "home"
     with recording(home):
         tiny()  # the parent's writer thread is running when the child is forked
-        child = multiprocessing.get_context("fork").Process(target=_run_tiny)
-        child.start()
-        child.join(60)
-        assert child.exitcode == 0
+        assert _in_child(_run_tiny) == 0
         tiny()
         stored = runs.flow_runs(limit=None)
     assert [r.state_name for r in stored] == ["Completed"] * 3
@@ -318,7 +331,6 @@ def test_a_process_forked_while_the_writers_write_still_records_its_runs(tmp_pat
     # A flow runs on a thread, so the writers are writing batches at any moment; a fork then must wait
     # for the batch in progress (SQLite's locks would be held by a thread the child does not have),
     # not hang the child.
-    import multiprocessing
     import threading
 
     home = tmp_path / "home"
@@ -335,11 +347,8 @@ def test_a_process_forked_while_the_writers_write_still_records_its_runs(tmp_pat
         try:
             for _ in range(20):
                 time.sleep(0.01)
-                child = multiprocessing.get_context("fork").Process(target=_run_tiny)
                 started = time.monotonic()
-                child.start()
-                child.join(60)
-                children.append((child.exitcode, time.monotonic() - started))
+                children.append((_in_child(_run_tiny), time.monotonic() - started))
         finally:
             stop.set()
             background.join()
@@ -350,14 +359,9 @@ def test_a_process_forked_while_the_writers_write_still_records_its_runs(tmp_pat
 
 
 def test_a_multiprocessing_child_writes_what_it_queued_when_it_ends(tmp_path: Path) -> None:
-    import multiprocessing
-
     home = tmp_path / "home"
     with recording(home):
-        child = multiprocessing.get_context("fork").Process(target=_run_tiny_then_log)
-        child.start()
-        child.join(60)
-        assert child.exitcode == 0
+        assert _in_child(_run_tiny_then_log) == 0
     with db(home) as conn:
         assert conn.execute("SELECT message FROM logs ORDER BY id DESC LIMIT 1").fetchone()[0] == "said after the end, in a child"
 
@@ -379,7 +383,11 @@ def test_a_fork_does_not_wait_for_a_writer_that_waits_for_another_process(tmp_pa
             child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(0,))
             child.start()
             forked_after = time.monotonic() - started
-            child.join(60)
+            try:
+                child.join(60)
+            finally:
+                if child.is_alive():
+                    child.kill()  # never leave pytest waiting for it at exit
             blocker.rollback()
             ended.join(60)
         assert runtime.store.flush()

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nbflow._forkguard import ForkGuard
 from nbflow._home import check_private_dir, create_private_file, make_private, make_private_dir
 
 __all__ = ["ResultDisk", "Entry", "CacheStats", "DiskUnavailable", "StoredFile"]
@@ -122,13 +123,18 @@ class ResultDisk:
         self._db_path = str(self.directory / "cache.db")
         self._cache: Any = None
         self._identity: tuple[int, int] | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # taken inside a guard only, so a fork never leaves it held
+        # Held around reads, admin and the cache opened (or reopened); the writer thread has its
+        # own (a batch it writes never holds up a read).
+        self.guard = ForkGuard()
         self.notices: list[str] = []  # things the user should hear about, logged by the next run
         self._last_cull = 0.0
 
     # --- the diskcache object ------------------------------------------------------------------
     def cache(self) -> Any:
-        """The open ``diskcache.Cache``; reopened if its database file was deleted or replaced."""
+        """The open ``diskcache.Cache``; reopened if its database file was deleted or replaced.
+
+        Call it inside a ``ForkGuard`` (``self.guard`` or the writer's): it may open the database."""
         try:
             st = os.stat(self._db_path)
             identity: tuple[int, int] | None = (st.st_dev, st.st_ino)
@@ -190,7 +196,9 @@ class ResultDisk:
             def remove(self, file_path: str) -> Any:
                 return super().remove(file_path) if _is_ours(file_path) else None
 
-        return diskcache.Cache(
+        from nbflow._cache.forksafe import GuardedCache
+
+        return GuardedCache(
             str(self.directory),
             disk=OurFilesOnly,
             size_limit=self.size_limit,
@@ -203,11 +211,11 @@ class ResultDisk:
         """After ``exc`` from the database: if the file is no database any more, reopen next time
         (which moves it aside and starts empty); a busy or locked database is left alone."""
         if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
-            with self._lock:
+            with self.guard, self._lock:
                 self._identity = None
 
     def close(self) -> None:
-        with self._lock:
+        with self.guard, self._lock:
             if self._cache is not None:
                 self._cache.close()
             self._cache = None
@@ -217,8 +225,9 @@ class ResultDisk:
     def read(self, key: str, now: float) -> tuple[int, Any] | None:
         """``(rowid, stored bytes or StoredFile)`` of a live entry (None in place of a value that is
         neither), or None. May raise sqlite/OS errors."""
-        cache = self.cache()
-        rows = cache._sql(_SELECT, (key, now)).fetchall()
+        with self.guard.lock:
+            cache = self.cache()
+            rows = cache._sql(_SELECT, (key, now)).fetchall()
         if not rows:
             return None
         rowid, mode, filename, value = rows[0]
@@ -299,7 +308,8 @@ class ResultDisk:
         query, args = _LIST, ()
         if task is not None:
             query, args = _LIST + " AND tag = ?", (task,)
-        rows = self.cache()._sql(query + " ORDER BY store_time", args).fetchall()
+        with self.guard:
+            rows = self.cache()._sql(query + " ORDER BY store_time", args).fetchall()
         return (Entry(key, tag, stored, accessed if hits else None, expires, size or 0, bool(in_file))
                 for key, tag, stored, accessed, expires, hits, size, in_file in rows)
 
@@ -312,13 +322,18 @@ class ResultDisk:
                 expired += 1
             count, size = by_task.get(entry.task or "?", (0, 0))
             by_task[entry.task or "?"] = (count + 1, size + entry.size)
-        volume = self.cache().volume() if entries or (self.directory / "cache.db").exists() else 0
+        with self.guard:
+            volume = self.cache().volume() if entries or (self.directory / "cache.db").exists() else 0
         return CacheStats(str(self.directory), entries, volume, self.size_limit, expired, by_task)
 
     def clear(self, task: str | None = None, older_than: float | None = None) -> int:
         """Delete entries (of ``task``, stored before ``older_than``); returns how many."""
         if not (self.directory / "cache.db").exists():
             return 0
+        with self.guard:
+            return self._clear(task, older_than)
+
+    def _clear(self, task: str | None, older_than: float | None) -> int:
         cache = self.cache()
         if older_than is None:
             return int(cache.evict(task, retry=True) if task is not None else cache.clear(retry=True))

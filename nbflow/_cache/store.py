@@ -147,7 +147,8 @@ class ResultCache:
                 self._store_file(key, data, expire_at, task.name, held is not None)
             elif held is not None:
                 # Another process may be waiting on this key: it must find the result on disk.
-                self.disk.write([("set", Pending(key, data, expire_at, task.name, self.signer.tag(data, key)))])
+                with self.disk.guard:
+                    self.disk.write([("set", Pending(key, data, expire_at, task.name, self.signer.tag(data, key)))])
             else:
                 self.writer.put(key, data, expire_at, task.name)  # tagged on the writer thread
         except Exception as exc:

@@ -218,7 +218,9 @@ class Writer:
     def _written(self, item: Pending, file: ResultFile) -> None:
         """On the file thread: ``item``'s file is complete; its row says so, then others may read it."""
         try:
-            if not self.disk.finish(item.key, file.filename, file.size):
+            with self._guard:  # SQLite work: a fork waits for it (see ``_forkguard``)
+                complete = self.disk.finish(item.key, file.filename, file.size)
+            if not complete:
                 file.abandon()  # replaced or deleted while it was written
         finally:
             if self.pending.get(item.key) is item:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nbflow._events import RunCreated
+from nbflow._forkguard import ForkGuard, keep
 from nbflow._store import db, spool
 from nbflow._store.sweep import CrashedRun, run_crash_hooks, sweep
 from nbflow._store.writer import Writer
@@ -32,7 +33,8 @@ class Store:
         self.settings = settings
         self.home = Path(settings.home)
         try:
-            self.path: Path = db.open_database(self.home)
+            with _opening:  # migrations: a fork waits for them like for any SQLite work
+                self.path: Path = db.open_database(self.home)
             full = False
         except db.DiskFullError as exc:  # keep the store and run anyway: the writer keeps the history
             print(f"nbflow: {exc}", file=sys.stderr)
@@ -40,6 +42,7 @@ class Store:
         self.writer = Writer(self.path, level=log_level, heartbeat_seconds=float(settings.heartbeat_seconds))
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.RLock()
+        self._guard = ForkGuard()  # held while the reader connection is used: a fork waits for it
         self._unsubscribe: Callable[[], None] | None = None
         self._hooks: threading.Thread | None = None
         self._hooks_owed: Callable[[], None] | None = None  # unsubscribes ``_first_run``
@@ -92,7 +95,7 @@ class Store:
         """The reader connection (one per store, used by one thread at a time); ``flush`` writes first."""
         if flush:
             self.writer.flush()
-        with self._lock:
+        with self._lock, self._guard:
             if self._conn is None:
                 self._conn = db.connect(self.path)
             yield self._conn
@@ -103,7 +106,10 @@ class Store:
             return db.write(conn, work)
 
     def _after_fork(self) -> None:
-        self._conn = None  # the parent's connection must not be used here; a new one opens on demand
+        # The parent's connection must not be used here, nor closed (see _forkguard): kept, never
+        # freed; a new one opens on demand.
+        keep(self._conn)
+        self._conn = None
         self._lock = threading.RLock()
 
     def close(self) -> None:
@@ -112,7 +118,7 @@ class Store:
             self._unsubscribe()
             self._unsubscribe = None
         self.writer.close()
-        with self._lock:
+        with self._lock, self._guard:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
@@ -122,6 +128,7 @@ class Store:
 
 
 _stores: weakref.WeakSet[Store] = weakref.WeakSet()
+_opening = ForkGuard()
 
 
 def _after_fork() -> None:

@@ -33,7 +33,7 @@ from typing import Any
 
 from nbflow._context import FlowRunContext, current
 from nbflow._events import ENGINE_LOGGER, EdgesAdded, FlowRunFinished, LogEmitted, RunCreated, StateChanged
-from nbflow._forkguard import ForkGuard
+from nbflow._forkguard import ForkGuard, keep
 from nbflow._runs import TaskRun
 from nbflow._states import StateType
 from nbflow._store import db, spool
@@ -79,7 +79,11 @@ class Writer:
         _writers.add(self)
 
     def _reset(self) -> None:
-        """Fresh queue and no thread: also what a forked child needs (threads do not survive a fork)."""
+        """Fresh queue and no thread: also what a forked child needs (threads do not survive a fork).
+
+        In a child, the gone thread's connection is kept, never closed (see ``_forkguard``)."""
+        keep(getattr(self, "_conn", None))
+        self._conn: sqlite3.Connection | None = None  # the thread's connection, while it runs
         self._queue: deque[Any] = deque()
         self._append = self._queue.append
         self._wake = threading.Event()
@@ -234,7 +238,7 @@ class Writer:
     # --- writer thread ------------------------------------------------------------------------
     def _loop(self) -> None:
         with self._guard:
-            conn = db.connect(self.path)
+            conn = self._conn = db.connect(self.path)
             # Wait for another process's lock in short slices, the pauses between them outside the
             # fork guard (db.write retries): a fork never waits long for a writer that only waits.
             conn.execute(f"PRAGMA busy_timeout={WRITER_BUSY_SLICE_MS}")
@@ -284,6 +288,7 @@ class Writer:
                 self._checkpoint(conn, "TRUNCATE")  # leave no WAL behind (issue 12: 41 MB per process)
             with self._guard:
                 conn.close()
+                self._conn = None
 
     def _keep(self, batch: list[Any]) -> list[threading.Event]:
         """Turn ``batch`` into rows, kept until committed; returns its flush markers."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from nbflow._clock import Clock, SystemClock
+from nbflow._forkguard import ForkGuard, keep
 from nbflow.concurrency._leases import Renewer
 from nbflow._runs import HOST
 from nbflow.exceptions import (
@@ -67,8 +68,10 @@ class LimitService:
         _services.add(self)
 
     def _after_fork(self) -> None:
-        """Fresh per-process state; a forked child holds none of its parent's slots."""
-        self._lock = threading.RLock()
+        """Fresh per-process state; a forked child holds none of its parent's slots. The parent's
+        connection is kept, never closed (see ``_forkguard``)."""
+        keep(getattr(self, "_conn", None))
+        self._lock = ForkGuard()  # the connection is only used holding it: a fork waits for that
         self._conn: sqlite3.Connection | None = None
         self._wake = threading.Condition(threading.Lock())
         self.renewer = Renewer(self.lease_seconds, self._renew, self._reap)

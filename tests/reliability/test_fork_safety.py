@@ -1,0 +1,133 @@
+"""A process forked while nbflow works on other threads: the child must run flows and exit, never hang.
+
+``os.fork()`` keeps only the calling thread. Any SQLite mutex another thread held at that moment stays
+locked forever in the child, and CPython frees the other threads' thread-locals in the child (which
+closes diskcache's per-thread connections). Each child here must run a flow (store and result cache
+both written) and exit 0 within a deadline; a hung child is killed, so the test fails instead of hanging.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from store_support import db, recording
+
+from nbflow import flow, task
+from nbflow._forkguard import FORK_WAIT_S
+from nbflow.cache_policies import INPUTS
+
+pytestmark = pytest.mark.slow
+
+CHILD_DEADLINE_S = 30.0  # a healthy child takes well under a second, even on a loaded 2-core machine
+FORKS = 100
+
+
+@task(cache_policy=INPUTS)
+def square(i: int) -> int:
+    return i * i
+
+
+@flow
+def squares(n: int, offset: int) -> int:
+    # Hits (reads) for the first half, misses (writes) for the rest; tasks on pool threads, so
+    # threads that read the cache start and end all the time.
+    return sum(f.result() for f in [square.submit(offset + i) for i in range(n)])
+
+
+@flow
+def in_child(pid_marker: int) -> int:
+    return square(pid_marker) + square(pid_marker + 1)
+
+
+def _child(home: str, offset: int) -> None:
+    """What every forked child does: run a flow that reads and writes both the store and the cache."""
+    marker = 10_000_000 + offset
+    assert in_child(marker) == marker**2 + (marker + 1) ** 2
+    assert in_child(marker) == marker**2 + (marker + 1) ** 2  # the second time from the cache
+
+
+@contextmanager
+def _busy(runtime: Any, work: list[Callable[[], None]]) -> Iterator[list[BaseException]]:
+    """Run each of ``work`` in a loop on its own thread (in ``runtime``) until the block ends."""
+    import contextvars
+
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def loop(fn: Callable[[], None]) -> None:
+        try:
+            while not stop.is_set():
+                fn()
+        except BaseException as exc:  # reported by the test, not lost on a thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=contextvars.copy_context().run, args=(loop, fn), daemon=True) for fn in work]
+    for thread in threads:
+        thread.start()
+    try:
+        yield errors
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+
+
+def _fork_children(target: Callable[..., None], count: int, args: Callable[[int], tuple]) -> list[tuple[int, Any, float, float]]:
+    """Fork ``count`` children one after another; each must end within the deadline or is killed.
+    Returns ``(index, exit code or "hung", seconds to fork, seconds to the child's end)``."""
+    context = multiprocessing.get_context("fork")
+    results = []
+    for n in range(count):
+        child = context.Process(target=target, args=args(n))
+        started = time.monotonic()
+        child.start()
+        forked = time.monotonic() - started
+        try:
+            child.join(CHILD_DEADLINE_S)
+        finally:
+            if child.is_alive():
+                child.kill()  # hung: fail this test, never leave pytest waiting for the child at exit
+                child.join(10)
+        results.append((n, "hung" if child.exitcode == -9 else child.exitcode, forked, time.monotonic() - started))
+        if results[-1][1] != 0:
+            break  # one is enough to fail; the rest would only make a failing run slower
+    return results
+
+
+def test_children_forked_while_flows_write_the_store_and_cache_and_readers_read_all_finish(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    counter = iter(range(10**9))
+
+    with recording(home) as runtime:
+        squares(50, 0)  # some entries to hit
+
+        def run_flows() -> None:
+            squares(100, (next(counter) % 50) * 50)
+
+        def read_store() -> None:
+            with runtime.store.reading() as conn:
+                conn.execute("SELECT count(*) FROM task_runs").fetchone()
+
+        def read_cache() -> None:
+            runtime.cache.disk.read("no-such-key", time.time())
+
+        with _busy(runtime, [run_flows, read_store, read_cache]) as errors:
+            results = _fork_children(_child, FORKS, lambda n: (str(home), n))
+        assert not errors, errors
+        runtime.store.flush()
+    bad = [r for r in results if r[1] != 0]
+    assert not bad, f"a child failed or hung (index, exit code, seconds to fork, seconds): {bad}"
+    # A fork waits for the SQLite work in progress, milliseconds; FORK_WAIT_S would mean two guards
+    # waited for each other until the fork gave up.
+    slowest = max(results, key=lambda r: r[2])
+    assert slowest[2] < FORK_WAIT_S - 1, f"a fork waited for its guards until it gave up: {slowest}"
+    with db(home) as conn:
+        stored = conn.execute("SELECT count(*) FROM flow_runs WHERE flow_name = 'in-child' AND state_type = 'COMPLETED'").fetchone()[0]
+    assert stored == 2 * FORKS
