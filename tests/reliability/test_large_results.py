@@ -112,11 +112,27 @@ def _last_json(result: subprocess.CompletedProcess) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+_spawned: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _reap_spawned():
+    """A process held mid-write waits for its release file forever: a failing test must not leave it."""
+    yield
+    while _spawned:
+        proc = _spawned.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
+
+
 def _spawn(code: str, folder: Path, env: dict[str, str]) -> subprocess.Popen:
     full_env = {**os.environ, "NBFLOW_HOME": str(folder / "home"), **env,
                 "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], cwd=folder, env=full_env,
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], cwd=folder, env=full_env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _spawned.append(proc)
+    return proc
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, deadline_s: float = 120) -> None:
