@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 from typing import Any
 
 import diskcache  # type: ignore[import-untyped]
@@ -22,6 +23,7 @@ __all__ = ["GuardedCache"]
 
 
 _CLOSING = ForkGuard(innermost=True)  # a garbage collection may free a thread's locals anywhere
+_CLOSE_WAIT_S = 10.0  # a close takes milliseconds; longer means its holder is gone
 
 
 class _Closer:
@@ -34,20 +36,28 @@ class _Closer:
         self.con: sqlite3.Connection | None = con
         self.pid = os.getpid()
 
-    def __del__(self, getpid: Any = os.getpid, error: Any = sqlite3.ProgrammingError, guard: Any = _CLOSING) -> None:
+    def __del__(self, getpid: Any = os.getpid, error: Any = sqlite3.ProgrammingError, guard: Any = _CLOSING,
+                finalizing: Any = sys.is_finalizing) -> None:
         # (defaults: this can run at interpreter exit, after the module's globals are gone)
         if self.con is None:
             return
         if getpid() != self.pid:
             keep(self.con)  # a forked child freeing the parent's threads' locals: never close
             return
-        with guard:
+        # At interpreter exit a daemon thread that lets go of the GIL in ``close`` is stopped for good
+        # when it wants it back, still holding the guard (but no SQLite lock: ``close`` has returned):
+        # waiting for the guard then would hang the exit. No fork can come after exit has begun.
+        unguarded = finalizing() or not guard.lock.acquire(timeout=_CLOSE_WAIT_S)
+        try:
             con, self.con = self.con, None
             try:
                 con.close()  # type: ignore[union-attr]
             except error:
                 pass  # freed on another thread (the whole cache was dropped): freeing it closes it
             del con
+        finally:
+            if not unguarded:
+                guard.lock.release()
 
 
 class GuardedCache(diskcache.Cache):  # type: ignore[misc]

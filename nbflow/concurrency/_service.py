@@ -98,7 +98,7 @@ class LimitService:
         from nbflow.concurrency._storage import leave_queue, release
 
         leases, tickets = self.renewer.held()
-        if not (leases or tickets) or self._conn is None or not self._lock.acquire(timeout=wait):
+        if not (leases or tickets) or self._conn is None or not self._lock.lock.acquire(timeout=wait):
             return  # nothing held, or a thread of ours is inside SQLite: the lease runs out instead
         try:
             self._conn.execute(f"PRAGMA busy_timeout={int(wait * 1000)}")
@@ -109,7 +109,7 @@ class LimitService:
         except Exception:
             pass  # locked or gone: the leases expire by themselves
         finally:
-            self._lock.release()
+            self._lock.lock.release()
 
     def _renew(self, leases: list[str], tickets: list[int]) -> None:
         from nbflow.concurrency._storage import renew
