@@ -16,6 +16,8 @@ import weakref
 from collections.abc import Collection, Mapping
 from typing import Any, Callable
 
+from nbflow.exceptions import UnhashableInputError  # defined there: one error tree; importable here as before
+
 __all__ = ["UnhashableInputError", "hash_parameters", "stable_hash"]
 
 # SHA-256 measured 1.7 GB/s here (SHA-NI); SHA-1 1.9, BLAKE2b 0.7, MD5 0.7. xxh3 reached 29 GB/s but
@@ -26,16 +28,6 @@ _BIG = 1 << 16  # buffers larger than this skip the staging bytearray: no 100 MB
 _pack_double = struct.Struct("<d").pack
 _pack_complex = struct.Struct("<dd").pack
 _MAX_PATH_SHOWN = 12
-
-
-class UnhashableInputError(TypeError):
-    """An input has no deterministic content to hash; the task must run uncached (or get a cache_key_fn)."""
-
-    def __init__(self, message: str, *, argument: str | None, path: str, type_name: str) -> None:
-        super().__init__(message)
-        self.argument = argument  # top-level parameter name, when hashed through hash_parameters
-        self.path = path  # e.g. "parameters['conn'].sock"
-        self.type_name = type_name  # e.g. "socket.socket"
 
 
 class Unhashable(Exception):
