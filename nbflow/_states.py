@@ -151,6 +151,16 @@ class State:
     __hash__ = None  # type: ignore[assignment]  # mutable-looking value; compare, don't key
 
 
+def user_error(state: State) -> BaseException | None:
+    """The exception a failed state carries, if any: what the engine logs with its traceback.
+
+    Decided by the type and the data, never by the name: ``State(FAILED, name="Rejected", data=exc)``
+    is a failure like ``Failed`` (the engine leaves out only a timeout, which it knows by its outcome).
+    """
+    data = state._data if state.type is StateType.FAILED else None
+    return data if isinstance(data, BaseException) else None
+
+
 def _factory(type_: StateType, name: str | None = None):
     def make(message: str | None = None, *, data: Any = _NO_DATA, **kwargs: Any) -> State:
         return State(type_, name, message, data, **kwargs)

@@ -180,8 +180,8 @@ def task_lifecycle(
             current.reset(token)
         if slots is not None:
             slots.__exit__(None, None, None)
-    if state.is_failed() and state.name == "Failed":
-        error = state.data
+    error = None if outcome.timed_out else states.user_error(state)  # a timeout's message says it all
+    if error is not None:
         trace = format_user_traceback(error)
         log(bus, task_run, logging.ERROR, f"Task run failed with exception: {error!r} - Retries are exhausted\n{trace}", clock.now())
     elif state.is_completed() and cache is not None:
