@@ -24,15 +24,17 @@ _SUBMODULES = frozenset({"cache", "cache_policies", "concurrency", "exceptions",
 
 __all__ = sorted([*_EXPORTS, "__version__", "load_ipython_extension", "monitor", "unload_ipython_extension"])
 
-if TYPE_CHECKING:
-    from nbflow._flows import Flow, flow
-    from nbflow._logging import get_run_logger
+if TYPE_CHECKING:  # what type checkers see of the lazy names (`X as X`: an explicit re-export)
+    from nbflow._flows import Flow as Flow
+    from nbflow._flows import flow as flow
+    from nbflow._logging import get_run_logger as get_run_logger
     from nbflow._runs import FlowRun
-    from nbflow._states import State
-    from nbflow._tasks import Task, task
+    from nbflow._states import State as State
+    from nbflow._tasks import Task as Task
+    from nbflow._tasks import task as task
     from nbflow.jupyter._widget import RunMonitor
-    from nbflow.task_runners import ThreadPoolTaskRunner
-    from nbflow.utilities.annotations import unmapped
+    from nbflow.task_runners import ThreadPoolTaskRunner as ThreadPoolTaskRunner
+    from nbflow.utilities.annotations import unmapped as unmapped
 
 
 def __getattr__(name: str) -> Any:

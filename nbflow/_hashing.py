@@ -13,8 +13,8 @@ import hashlib
 import struct
 import types
 import weakref
-from collections.abc import Collection, Mapping
-from typing import Any, Callable
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
 
 from nbflow.exceptions import UnhashableInputError  # defined there: one error tree; importable here as before
 
@@ -191,7 +191,7 @@ def enc_items(e: Encoder, o: Any, tag: bytes) -> None:
     e.out += tag + b"%d:" % len(o)
     i, x = 0, None
     try:
-        for i, x in enumerate(o):
+        for i, x in enumerate(o):  # noqa: B007 - the except clause reads i
             e.enc(x)
     except Exception as exc:
         raise blame(exc, x, f"[{i}]")
@@ -364,7 +364,7 @@ def stable_hash(*objs: Any) -> str:
     e.out += b"S%d:" % len(objs)
     i, o = 0, None
     try:
-        for i, o in enumerate(objs):
+        for i, o in enumerate(objs):  # noqa: B007 - the except clause reads i
             e.enc(o)
     except Exception as exc:
         err = blame(exc, o, "")

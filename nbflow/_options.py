@@ -7,11 +7,11 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import timedelta
-from typing import Any, Union
+from typing import Any
 
 __all__ = ["TaskOptions", "FlowOptions", "exponential_backoff", "option_names", "retry_delays"]
 
-RetryDelay = Union[float, Sequence[float], Callable[[int], Sequence[float]]]
+RetryDelay = float | Sequence[float] | Callable[[int], Sequence[float]]
 Hooks = tuple[Callable[..., Any], ...]
 
 

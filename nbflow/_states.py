@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = [
     "State",
@@ -161,7 +162,7 @@ def user_error(state: State) -> BaseException | None:
     return data if isinstance(data, BaseException) else None
 
 
-def _factory(type_: StateType, name: str | None = None):
+def _factory(type_: StateType, name: str | None = None) -> Callable[..., State]:
     def make(message: str | None = None, *, data: Any = _NO_DATA, **kwargs: Any) -> State:
         return State(type_, name, message, data, **kwargs)
 

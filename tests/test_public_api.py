@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
-
-import importlib
 
 import pytest
 
@@ -66,16 +65,16 @@ def test_submodules_load_on_attribute_access():
 
 
 def test_prefect_style_import_locations():
+    from nbflow.cache import clear, entries, stats  # noqa: F401
+    from nbflow.cache_policies import DEFAULT, INPUTS, NO_CACHE  # noqa: F401
+    from nbflow.concurrency.asyncio import concurrency as aconcurrency  # noqa: F401
+    from nbflow.concurrency.sync import concurrency, rate_limit  # noqa: F401
+    from nbflow.dask import DaskTaskRunner  # noqa: F401
     from nbflow.futures import as_completed, wait  # noqa: F401
+    from nbflow.runs import flow_run, flow_runs, graph, logs, task_runs  # noqa: F401
     from nbflow.states import Cached, Completed, Failed  # noqa: F401
     from nbflow.tasks import exponential_backoff, task_input_hash  # noqa: F401
     from nbflow.utilities.annotations import unmapped  # noqa: F401
-    from nbflow.cache_policies import DEFAULT, INPUTS, NO_CACHE  # noqa: F401
-    from nbflow.cache import clear, entries, stats  # noqa: F401
-    from nbflow.concurrency.sync import concurrency, rate_limit  # noqa: F401
-    from nbflow.concurrency.asyncio import concurrency as aconcurrency  # noqa: F401
-    from nbflow.dask import DaskTaskRunner  # noqa: F401
-    from nbflow.runs import flow_run, flow_runs, graph, logs, task_runs  # noqa: F401
 
 
 def test_import_nbflow_does_not_load_heavy_modules():
