@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,9 @@ def test_a_base_install_imports_everything_and_runs_a_flow(tmp_path):
     _pip(build_python, "install", "hatchling>=1.21")
     _pip(build_python, "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", str(dist), str(ROOT), env=env)
     [wheel] = dist.glob("nbflow_lab-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    assert {"nbflow/py.typed", "nbflow/jupyter/protocol.json"} <= names
     # Installed with its declared dependencies only, resolved by pip: no extra.
     _pip(python, "install", str(wheel), env=env)
 
