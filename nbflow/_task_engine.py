@@ -180,7 +180,8 @@ def task_lifecycle(
             current.reset(token)
         if slots is not None:
             slots.__exit__(None, None, None)
-    error = None if outcome.timed_out else states.user_error(state)  # a timeout's message says it all
+    # A completed run pays one identity check here (the hot path); a timeout's message says it all.
+    error = states.user_error(state) if state.type is states.StateType.FAILED and not outcome.timed_out else None
     if error is not None:
         trace = format_user_traceback(error)
         log(bus, task_run, logging.ERROR, f"Task run failed with exception: {error!r} - Retries are exhausted\n{trace}", clock.now())
