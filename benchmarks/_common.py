@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 SPAWNED_AT = "NBFLOW_BENCH_SPAWNED_AT"
 """Environment variable: the wall clock (``time.time()``) just before the harness started this process."""

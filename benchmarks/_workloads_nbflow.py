@@ -6,14 +6,14 @@ monitor rows are measured by their own modules (benchmarks/store.py, cache.py, .
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import _common
 from _common import build_flows, timed
 
 
-@lru_cache(maxsize=None)
+@cache
 def _flows() -> dict[str, Any]:
     from nbflow import flow, task
     from nbflow.futures import wait

@@ -8,14 +8,14 @@ Prefect's side of benchmarks/cache.py.
 from __future__ import annotations
 
 import time
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import _common
 from _common import build_flows, timed
 
 
-@lru_cache(maxsize=None)
+@cache
 def _flows() -> dict[str, Any]:
     from prefect import flow, task
     from prefect.futures import wait

@@ -9,8 +9,9 @@ import hashlib
 import linecache
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -72,10 +73,13 @@ def run() -> list[dict[str, Any]]:
         n = 1_000_000
         frame = pd.DataFrame({"i": np.arange(n), "f": np.arange(n) * 0.5, "s": [f"k{i % 1000}" for i in range(n)]})
         seconds = _best_seconds(lambda: stable_hash(frame), 3)
-        rows.append({"name": "stable_hash, DataFrame 1M rows (int, float, str)", "value": round(seconds * 1e3, 1), "unit": "ms"})
+        rows.append({"name": "stable_hash, DataFrame 1M rows (int, float, str)", "value": round(seconds * 1e3, 1),
+                     "unit": "ms"})
     parameters = {"x": 1, "name": "abc"}
-    rows.append({"name": 'hash_parameters({"x": 1, "name": "abc"})', "value": round(_per_call_us(lambda: hash_parameters(parameters)), 2), "unit": "µs"})
-    rows.append({"name": "source_hash, small function + helper (cached)", "value": round(_per_call_us(lambda: source_hash(small_task)), 2), "unit": "µs"})
+    rows.append({"name": 'hash_parameters({"x": 1, "name": "abc"})',
+                 "value": round(_per_call_us(lambda: hash_parameters(parameters)), 2), "unit": "µs"})
+    rows.append({"name": "source_hash, small function + helper (cached)",
+                 "value": round(_per_call_us(lambda: source_hash(small_task)), 2), "unit": "µs"})
 
     cell = "def t(x):\n    return _helper(x) + 1\n"
     linecache.cache["<bench-cell>"] = (len(cell), None, cell.splitlines(True), "<bench-cell>")
@@ -86,7 +90,8 @@ def run() -> list[dict[str, Any]]:
         exec(compile(cell, "<bench-cell>", "exec"), namespace)
         source_hash(namespace["t"])
 
-    rows.append({"name": "source_hash, first call for new code (reads source)", "value": round(_per_call_us(first_call, calls=500), 1), "unit": "µs"})
+    rows.append({"name": "source_hash, first call for new code (reads source)",
+                 "value": round(_per_call_us(first_call, calls=500), 1), "unit": "µs"})
     return rows
 
 

@@ -102,7 +102,7 @@ def _execute(kc: Any, code: str, timeout: float = 600) -> tuple[str, list[dict[s
 def _bench(kc: Any, n: int, monitor: bool) -> dict[str, Any]:
     _, seen = _execute(kc, (ON if monitor else OFF).format(n=n))
     out, _ = _execute(kc, "report()")
-    line = next(l for l in out.splitlines() if l.startswith("BENCH "))
+    line = next(row for row in out.splitlines() if row.startswith("BENCH "))
     result = json.loads(line[6:])
     if monitor:
         if not result.get("finished"):

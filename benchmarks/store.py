@@ -86,7 +86,7 @@ def job_overhead(n: int, repeats: int) -> dict[str, Any]:
     tmp = tempfile.mkdtemp(prefix="nbflow-bench-store-")
     runtimes = {"off": _runtime(f"{tmp}/off", False), "on": _runtime(f"{tmp}/on", True)}
     samples: dict[str, list[float]] = {}
-    for mode, runtime in runtimes.items():
+    for _mode, runtime in runtimes.items():
         with use_runtime(runtime):
             f["chain"](n)
             f["fan"](n)
@@ -175,7 +175,7 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
 def _job(name: str, home: Path, **params: Any) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, __file__, "--job", name, json.dumps(params)], env=_env(home),
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=1800,
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=1800,
     )
     if done.returncode != 0:
         raise RuntimeError(f"job {name} failed: {done.stderr.strip().splitlines()[-1:] or done.returncode}")

@@ -15,7 +15,6 @@ _EXPORTS = {
     "ThreadPoolTaskRunner": "nbflow.task_runners",
     "flow": "nbflow._flows",
     "get_run_logger": "nbflow._logging",
-    "monitor": "nbflow.jupyter._widget",
     "task": "nbflow._tasks",
     "unmapped": "nbflow.utilities.annotations",
 }
@@ -23,16 +22,19 @@ _EXPORTS = {
 # Submodules reachable as attributes (`nbflow.runs.flow_runs()` after `import nbflow`), loaded on first use.
 _SUBMODULES = frozenset({"cache", "cache_policies", "concurrency", "exceptions", "futures", "runs", "states", "tasks"})
 
-__all__ = sorted([*_EXPORTS, "__version__", "load_ipython_extension", "unload_ipython_extension"])
+__all__ = sorted([*_EXPORTS, "__version__", "load_ipython_extension", "monitor", "unload_ipython_extension"])
 
-if TYPE_CHECKING:
-    from nbflow._flows import Flow, flow
-    from nbflow._logging import get_run_logger
-    from nbflow._states import State
-    from nbflow._tasks import Task, task
-    from nbflow.jupyter._widget import monitor
-    from nbflow.task_runners import ThreadPoolTaskRunner
-    from nbflow.utilities.annotations import unmapped
+if TYPE_CHECKING:  # what type checkers see of the lazy names (`X as X`: an explicit re-export)
+    from nbflow._flows import Flow as Flow
+    from nbflow._flows import flow as flow
+    from nbflow._logging import get_run_logger as get_run_logger
+    from nbflow._runs import FlowRun
+    from nbflow._states import State as State
+    from nbflow._tasks import Task as Task
+    from nbflow._tasks import task as task
+    from nbflow.jupyter._widget import RunMonitor
+    from nbflow.task_runners import ThreadPoolTaskRunner as ThreadPoolTaskRunner
+    from nbflow.utilities.annotations import unmapped as unmapped
 
 
 def __getattr__(name: str) -> Any:
@@ -48,6 +50,27 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return __all__
+
+
+def monitor(run: FlowRun | str) -> RunMonitor:
+    """Show a monitor of a flow run under the current cell: ``nbflow.monitor(run_or_id)``.
+
+    ``run`` is a ``FlowRun``, or a flow run id, unique id prefix or run name. A run of this kernel
+    that already has a monitor shows it again; a ``FlowRun`` still running in this process is
+    followed live from now on; anything else is read from the run store, and followed while it
+    runs (in a worker, or another process). Needs the Jupyter extra:
+    ``pip install 'nbflow-lab[jupyter]'``.
+
+    >>> nbflow.monitor("nimble-falcon")          # doctest: +SKIP
+    """
+    # Defined here rather than re-exported: `from nbflow import *` must work without the extra.
+    try:
+        from nbflow.jupyter._widget import monitor as show
+    except ImportError as exc:
+        raise ImportError(
+            f"nbflow.monitor() needs the Jupyter extra ({exc}): pip install 'nbflow-lab[jupyter]'"
+        ) from exc
+    return show(run)
 
 
 def load_ipython_extension(ipython: Any) -> None:

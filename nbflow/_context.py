@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import weakref
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from nbflow._flows import Flow
@@ -103,7 +103,7 @@ class TaskRunContext:
         self.log_prints = log_prints
 
 
-AnyContext = Union[RootContext, FlowRunContext, TaskRunContext]
+AnyContext = RootContext | FlowRunContext | TaskRunContext
 
 current: ContextVar[AnyContext | None] = ContextVar("nbflow_current_run", default=None)
 

@@ -45,7 +45,7 @@ def report(totals: dict[str, float]) -> str:
 
 
 @flow(name="demo-pipeline", log_prints=True)
-def pipeline(sources: list[str] = list(SOURCES)) -> str:
+def pipeline(sources: list[str] = list(SOURCES)) -> str:  # noqa: B006 - validated into a new list per run
     """Extract in parallel (with retries), transform, combine, and report in a subflow."""
     raw = [extract.submit(source) for source in sources]
     summaries = [transform.submit(rows) for rows in raw]

@@ -2,30 +2,40 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 
 __all__ = ["format_duration", "parse_duration"]
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_PART = r"(\d+(?:\.\d+)?)\s*(ms|[smhdw])"
+# One part ("90s") or several ("1h 02m", "2m 05s": what format_duration prints, pasted back).
+_DURATION = re.compile(rf"^\s*(?:{_PART}\s*)+$", re.IGNORECASE)
+_PARTS = re.compile(_PART, re.IGNORECASE)
 
 
 def parse_duration(value: timedelta | float | str) -> float:
     """Seconds in ``value``: a timedelta, a number of seconds, or ``"90s"``, ``"30m"``, ``"12h"``, ``"7d"``, ``"2w"``.
 
+    Parts add up, so what ``format_duration`` prints reads back: ``"1h 02m"``, ``"2m 05s"``, ``"12 ms"``.
+
     >>> parse_duration("36h")
     129600.0
+    >>> parse_duration("2m 05s")
+    125.0
     """
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         seconds = float(value)
     else:
-        match = _DURATION.match(str(value))
-        if match is None:
+        text = str(value)
+        if _DURATION.match(text) is None:
             raise ValueError(f"{value!r} is not a duration: write a number and a unit, e.g. 90s, 30m, 12h, 7d or 2w")
-        seconds = float(match.group(1)) * _UNITS[match.group(2).lower()]
+        seconds = sum(float(number) * _UNITS[unit.lower()] for number, unit in _PARTS.findall(text))
+    if not math.isfinite(seconds):
+        raise ValueError(f"a duration must be a finite number of seconds, got {value!r}")
     if seconds < 0:
         raise ValueError(f"a duration must not be negative, got {value!r}")
     return seconds

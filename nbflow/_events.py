@@ -14,7 +14,6 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Union
 
 from nbflow._runs import FlowRun, TaskRun
 from nbflow._states import State
@@ -94,7 +93,7 @@ def closing_text(state: State) -> str:
     return f"Finished in state {state!r}"
 
 
-Event = Union[RunCreated, StateChanged, LogEmitted, EdgesAdded, FlowRunFinished]
+Event = RunCreated | StateChanged | LogEmitted | EdgesAdded | FlowRunFinished
 Subscriber = Callable[[Event], None]
 
 

@@ -169,8 +169,8 @@ def flow_lifecycle(
         if redirect is not None:
             redirect.__exit__(None, None, None)
         current.reset(token)
-    if state.is_failed() and state.name == "Failed" and isinstance(state.data, BaseException):
-        error = state.data
+    error = None if outcome.timed_out else states.user_error(state)  # a timeout's message says it all
+    if error is not None:
         trace = format_user_traceback(error)
         log(bus, flow_run, logging.ERROR, f"Encountered exception during execution:\n{trace}", clock.now())
     hooks = options.on_completion if state.is_completed() else options.on_failure

@@ -13,8 +13,10 @@ import hashlib
 import struct
 import types
 import weakref
-from collections.abc import Collection, Mapping
-from typing import Any, Callable
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
+
+from nbflow.exceptions import UnhashableInputError  # defined there: one error tree; importable here as before
 
 __all__ = ["UnhashableInputError", "hash_parameters", "stable_hash"]
 
@@ -26,16 +28,6 @@ _BIG = 1 << 16  # buffers larger than this skip the staging bytearray: no 100 MB
 _pack_double = struct.Struct("<d").pack
 _pack_complex = struct.Struct("<dd").pack
 _MAX_PATH_SHOWN = 12
-
-
-class UnhashableInputError(TypeError):
-    """An input has no deterministic content to hash; the task must run uncached (or get a cache_key_fn)."""
-
-    def __init__(self, message: str, *, argument: str | None, path: str, type_name: str) -> None:
-        super().__init__(message)
-        self.argument = argument  # top-level parameter name, when hashed through hash_parameters
-        self.path = path  # e.g. "parameters['conn'].sock"
-        self.type_name = type_name  # e.g. "socket.socket"
 
 
 class Unhashable(Exception):
@@ -199,7 +191,7 @@ def enc_items(e: Encoder, o: Any, tag: bytes) -> None:
     e.out += tag + b"%d:" % len(o)
     i, x = 0, None
     try:
-        for i, x in enumerate(o):
+        for i, x in enumerate(o):  # noqa: B007 - the except clause reads i
             e.enc(x)
     except Exception as exc:
         raise blame(exc, x, f"[{i}]")
@@ -372,7 +364,7 @@ def stable_hash(*objs: Any) -> str:
     e.out += b"S%d:" % len(objs)
     i, o = 0, None
     try:
-        for i, o in enumerate(objs):
+        for i, o in enumerate(objs):  # noqa: B007 - the except clause reads i
             e.enc(o)
     except Exception as exc:
         err = blame(exc, o, "")

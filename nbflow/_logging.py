@@ -15,7 +15,8 @@ import sys
 import threading
 import time
 import traceback
-from typing import IO, Any, Callable
+from collections.abc import Callable
+from typing import IO, Any
 
 from nbflow._context import RootContext, TaskRunContext, current
 from nbflow._events import ENGINE_LOGGER, Event, EventBus, LogEmitted, StateChanged

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import timedelta
-from typing import Any, Union
+from typing import Any
 
 __all__ = ["TaskOptions", "FlowOptions", "exponential_backoff", "option_names", "retry_delays"]
 
-RetryDelay = Union[float, Sequence[float], Callable[[int], Sequence[float]]]
+RetryDelay = float | Sequence[float] | Callable[[int], Sequence[float]]
 Hooks = tuple[Callable[..., Any], ...]
 
 
@@ -87,12 +88,12 @@ class _RunOptions:
         delay = self.retry_delay_seconds
         if not callable(delay):
             numbers = [delay] if isinstance(delay, (int, float)) else list(delay)
-            if any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 for v in numbers):
-                raise ValueError(
+            if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < math.inf for v in numbers):
+                raise ValueError(  # not 0 <= v < inf: NaN and infinity too, which would wait forever or fail later
                     "retry_delay_seconds must be a number >= 0, a list of them, or "
                     f"exponential_backoff(...); got {delay!r}"
                 )
-        if self.retry_jitter_factor is not None and not self.retry_jitter_factor >= 0:
+        if self.retry_jitter_factor is not None and not 0 <= self.retry_jitter_factor < math.inf:
             raise ValueError(f"retry_jitter_factor must be >= 0, got {self.retry_jitter_factor!r}")
         if self.timeout_seconds is not None:
             if isinstance(self.timeout_seconds, timedelta):

@@ -43,7 +43,7 @@ def _h(data: bytes) -> bytes:
 # ---- what is user code ----------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _library_roots() -> tuple[str, ...]:
     # the stdlib and the install folders only: not sys.prefix itself, which can be a parent of the
     # user's project (a Docker image's /usr with the project in /usr/src/app)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = [
     "State",
@@ -151,7 +152,17 @@ class State:
     __hash__ = None  # type: ignore[assignment]  # mutable-looking value; compare, don't key
 
 
-def _factory(type_: StateType, name: str | None = None):
+def user_error(state: State) -> BaseException | None:
+    """The exception a failed state carries, if any: what the engine logs with its traceback.
+
+    Decided by the type and the data, never by the name: ``State(FAILED, name="Rejected", data=exc)``
+    is a failure like ``Failed`` (the engine leaves out only a timeout, which it knows by its outcome).
+    """
+    data = state._data if state.type is StateType.FAILED else None
+    return data if isinstance(data, BaseException) else None
+
+
+def _factory(type_: StateType, name: str | None = None) -> Callable[..., State]:
     def make(message: str | None = None, *, data: Any = _NO_DATA, **kwargs: Any) -> State:
         return State(type_, name, message, data, **kwargs)
 

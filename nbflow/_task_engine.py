@@ -180,8 +180,9 @@ def task_lifecycle(
             current.reset(token)
         if slots is not None:
             slots.__exit__(None, None, None)
-    if state.is_failed() and state.name == "Failed":
-        error = state.data
+    # A completed run pays one identity check here (the hot path); a timeout's message says it all.
+    error = states.user_error(state) if state.type is states.StateType.FAILED and not outcome.timed_out else None
+    if error is not None:
         trace = format_user_traceback(error)
         log(bus, task_run, logging.ERROR, f"Task run failed with exception: {error!r} - Retries are exhausted\n{trace}", clock.now())
     elif state.is_completed() and cache is not None:
@@ -192,7 +193,8 @@ def task_lifecycle(
 def _outcome_state(task_run: TaskRun, outcome: Outcome, timeout: float | None, now: float) -> State:
     if outcome.timed_out:
         message = f"Task run exceeded timeout of {timeout} second(s)"
-        return states.TimedOut(message, data=TaskRunTimeoutError(f"Task run {task_run.name!r} exceeded timeout of {timeout} second(s)"), timestamp=now)
+        timeout_error = TaskRunTimeoutError(f"Task run {task_run.name!r} exceeded timeout of {timeout} second(s)")
+        return states.TimedOut(message, data=timeout_error, timestamp=now)
     if outcome.error is not None:
         error = outcome.error
         return states.Failed(f"Task run encountered an exception {type(error).__name__}: {error}", data=error, timestamp=now)
@@ -250,6 +252,7 @@ def run_hooks(runtime: Any, hooks: tuple[Callable[..., Any], ...], args: tuple, 
             hook(*args)
         except Exception as exc:
             trace = format_user_traceback(exc)
-            log(runtime.bus, run, logging.ERROR, f"An error was encountered while running hook {name!r}: {exc!r}\n{trace}", runtime.clock.now())
+            message = f"An error was encountered while running hook {name!r}: {exc!r}\n{trace}"
+            log(runtime.bus, run, logging.ERROR, message, runtime.clock.now())
         else:
             log(runtime.bus, run, logging.DEBUG, f"Hook {name!r} finished running successfully", runtime.clock.now())

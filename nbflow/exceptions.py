@@ -1,23 +1,29 @@
-"""Errors nbflow raises.
+"""Errors nbflow raises: every one is an ``NbflowError``.
 
     NbflowError                      something nbflow itself refuses or cannot do
     ├── ConfigurationError           a setting or NBFLOW_HOME is unusable (names the variable/path)
-    ├── ParameterTypeError           flow parameters failed validation (names the parameter)
-    ├── MissingContextError          a run-only operation was used outside a flow run
+    │   └── DiskFullError            the disk holding the run store is full (the store itself is fine)
+    ├── ParameterTypeError           flow parameters failed validation (names the parameter; also a TypeError)
+    ├── MissingContextError          a run-only operation was used outside a flow run (also a RuntimeError)
     ├── RunFailedError               a run ended unsuccessfully with no exception of its own
     │   └── UpstreamTaskError        a task did not run because an upstream task did not complete
     ├── CancelledRun                 the run was cancelled (interrupt, timeout of a parent)
+    ├── RunTimeoutError              a run exceeded ``timeout_seconds`` (also a TimeoutError)
+    │   ├── TaskRunTimeoutError
+    │   └── FlowRunTimeoutError
     ├── RunNotFoundError             no stored run (or more than one) matches an id, id prefix or name
     ├── ParametersNotStoredError     a stored flow run's parameters cannot be loaded for a rerun
-    ├── ConcurrencyLimitError        a concurrency limit request is invalid (bad size, occupy > limit)
+    ├── FlowRunOnImport              importing a flow's module for a rerun started a flow run
+    ├── UnhashableInputError         a task input has no stable content to hash for a cache key (also a TypeError)
+    ├── CacheUnavailableError        the result cache folder cannot be opened or written
+    ├── ConcurrencyLimitError        a concurrency limit request is invalid (bad size, occupy > limit; also a ValueError)
     │   └── ConcurrencyLimitNotFoundError   no limit has that name (strict=True, inspect/update/delete)
-    └── AcquireConcurrencySlotTimeoutError  slots were not free within ``timeout_seconds`` (names the limit)
-    TimeoutError (builtin)
-    └── RunTimeoutError              a run exceeded ``timeout_seconds``
-        ├── TaskRunTimeoutError
-        └── FlowRunTimeoutError
+    ├── AcquireConcurrencySlotTimeoutError  slots were not free within ``timeout_seconds`` (names the limit)
+    └── UsageError                   bad input on the command line (``nbflow ...`` prints it, exit status 2)
 
-"Your code failed" is always your own exception, re-raised unchanged; these are for everything else.
+The builtin second base (``TypeError``, ``TimeoutError``...) lets code written for plain Python keep
+catching what it caught. "Your code failed" is always your own exception, re-raised unchanged; these
+are for everything else.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 __all__ = [
     "NbflowError",
     "ConfigurationError",
+    "DiskFullError",
     "ParameterTypeError",
     "MissingContextError",
     "RunFailedError",
@@ -32,12 +39,16 @@ __all__ = [
     "CancelledRun",
     "RunNotFoundError",
     "ParametersNotStoredError",
+    "FlowRunOnImport",
+    "UnhashableInputError",
+    "CacheUnavailableError",
     "RunTimeoutError",
     "TaskRunTimeoutError",
     "FlowRunTimeoutError",
     "ConcurrencyLimitError",
     "ConcurrencyLimitNotFoundError",
     "AcquireConcurrencySlotTimeoutError",
+    "UsageError",
 ]
 
 
@@ -47,6 +58,14 @@ class NbflowError(Exception):
 
 class ConfigurationError(NbflowError):
     """A setting or the home folder is unusable; the message names it and says how to fix it."""
+
+
+class DiskFullError(ConfigurationError):
+    """The disk holding the run store is full: the store is fine, space is what is missing."""
+
+
+class FlowRunOnImport(NbflowError):
+    """Importing a flow's module for a rerun started a flow run (a call at the module's top level)."""
 
 
 class ParameterTypeError(NbflowError, TypeError):
@@ -69,7 +88,7 @@ class CancelledRun(NbflowError):
     """The run was cancelled before it finished."""
 
 
-class RunTimeoutError(TimeoutError):
+class RunTimeoutError(NbflowError, TimeoutError):
     """A run exceeded its ``timeout_seconds``."""
 
 
@@ -99,3 +118,21 @@ class RunNotFoundError(NbflowError, LookupError):
 
 class ParametersNotStoredError(NbflowError):
     """A stored flow run's parameters were not picklable, or cannot be unpickled in this process."""
+
+
+class UnhashableInputError(NbflowError, TypeError):
+    """A task input has no deterministic content to hash; the task runs uncached (or gets a cache_key_fn)."""
+
+    def __init__(self, message: str, *, argument: str | None, path: str, type_name: str) -> None:
+        super().__init__(message)
+        self.argument = argument  # top-level parameter name, when hashed through hash_parameters
+        self.path = path  # e.g. "parameters['conn'].sock"
+        self.type_name = type_name  # e.g. "socket.socket"
+
+
+class CacheUnavailableError(NbflowError):
+    """The result cache folder cannot be opened or written (permissions, disk full, corrupt database)."""
+
+
+class UsageError(NbflowError):
+    """Bad input on the command line: ``nbflow`` prints it as one line and exits with status 2."""

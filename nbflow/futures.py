@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from queue import Empty, SimpleQueue
 from collections.abc import Iterable, Iterator
+from queue import Empty, SimpleQueue
 from typing import Any, NamedTuple
 
 from nbflow._runs import TaskRun

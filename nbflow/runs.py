@@ -51,7 +51,8 @@ def _flow_records(rows: list[dict[str, Any]]) -> list[FlowRunRecord]:
     from nbflow._store.models import FlowRunRecord
 
     return [FlowRunRecord._build({
-        "id": r["id"], "name": r["name"], "tags": json.loads(r["tags"]) if r["tags"] else [], "start_time": r["start_time"], "end_time": r["end_time"],
+        "id": r["id"], "name": r["name"], "tags": json.loads(r["tags"]) if r["tags"] else [],
+        "start_time": r["start_time"], "end_time": r["end_time"],
         "run_count": r["run_count"], "flow_name": r["flow_name"], "flow_ref": r["flow_ref"],
         "parameters": json.loads(r["parameters"]) if r["parameters"] else {},
         "parent_flow_run_id": r["parent_flow_run_id"], "parent_task_run_id": r["parent_task_run_id"],

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from cache_support import CacheHarness, nbflow_cli
+
 from nbflow import flow, task
 from nbflow.cache_policies import INPUTS
 

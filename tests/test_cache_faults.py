@@ -9,8 +9,8 @@ import sys
 import threading
 import types
 
-
 from cache_support import CacheHarness
+
 from nbflow import flow, task
 from nbflow.cache_policies import INPUTS
 

@@ -6,8 +6,8 @@ import asyncio
 import time
 from datetime import timedelta
 
-
 from cache_support import CacheHarness
+
 from nbflow import flow, task
 from nbflow._clock import FakeClock
 from nbflow.cache_policies import DEFAULT, INPUTS, NO_CACHE

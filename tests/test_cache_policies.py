@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import linecache
-import pytest
 
+import pytest
 
 from nbflow import flow, task
 from nbflow.cache_policies import (

@@ -8,10 +8,8 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
-
 from cache_support import REPO, run_python
 
 PIPELINE = '''

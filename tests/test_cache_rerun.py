@@ -10,13 +10,13 @@ import sys
 import textwrap
 
 import pytest
-
 from cache_support import REPO, CacheHarness, nbflow_cli, run_python
+from test_cache_policies import run_cell
+
 from nbflow import flow, task
 from nbflow._cache.rerun import find_flow_run
 from nbflow.cache_policies import NO_CACHE
 from nbflow.exceptions import NbflowError
-from test_cache_policies import run_cell
 
 
 @pytest.fixture

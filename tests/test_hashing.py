@@ -151,7 +151,7 @@ def make_values(variant: int) -> dict[str, Any]:
     """Fresh objects each call; variant 1 differs from variant 0 in every entry."""
     v = variant
     return {
-        "datetime": dt.datetime(2024, 1, 1 + v, tzinfo=dt.timezone.utc),
+        "datetime": dt.datetime(2024, 1, 1 + v, tzinfo=dt.UTC),
         "naive datetime": dt.datetime(2024, 1, 1, 12, v),
         "date": dt.date(2024, 1, 1 + v),
         "time": dt.time(6, v),
@@ -491,7 +491,7 @@ def test_changes_that_bypass_a_rerun_of_the_task_cell_are_noticed(nb: Notebook) 
     )
     bump, model = nb.hash("bump"), nb.hash("uses_model")
     nb.ns["set_step"](2)  # a closure cell changes
-    nb.ns["Model"].extra = lambda self: helper(1)  # a member is added to a class
+    nb.ns["Model"].extra = lambda self: helper(1)  # noqa: F821 - a member is added to a class (never called)
     assert nb.hash("bump") != bump
     assert nb.hash("uses_model") != model
 

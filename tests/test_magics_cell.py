@@ -8,7 +8,6 @@ import pytest
 from _kernel import WIDGET, NotebookKernel, error, plain, result, stream
 
 
-
 @pytest.fixture(scope="module")
 def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NotebookKernel]:
     with NotebookKernel(tmp_path_factory.mktemp("home")) as k:

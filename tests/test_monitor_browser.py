@@ -3,7 +3,8 @@
 JupyterLab runs on 127.0.0.1 with a throw-away token, root dir, settings and NBFLOW_HOME, and saves
 widget state in notebooks. One test opens a notebook, runs a flow with a few slow tasks and one that
 fails, and watches the graph while the run goes on; another saves a notebook, ends its kernel and
-opens it again; a third saves a notebook whose run ended after its last cell. Screenshots land in test-artifacts/ (mid-run, finished, reopened).
+opens it again; a third saves a notebook whose run ended after its last cell. Screenshots land in
+test-artifacts/ (mid-run, finished, reopened).
 """
 
 from __future__ import annotations

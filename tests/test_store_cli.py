@@ -86,7 +86,8 @@ def test_logs_print_the_run_and_task_lines(home: Path, capsys: pytest.CaptureFix
         _, out, _ = cli(capsys, "flow-run", "logs", "squares-4", "--level", "warning")
         assert out.count("\n") == 1
         _, out, _ = cli(capsys, "flow-run", "logs", "broken", "--json")
-        assert json.loads(out.splitlines()[-1])["message"] == "Finished in state Failed('Flow run encountered an exception: ValueError: nope')"
+        expected = "Finished in state Failed('Flow run encountered an exception: ValueError: nope')"
+        assert json.loads(out.splitlines()[-1])["message"] == expected
 
 
 def test_bad_ids_and_arguments_are_one_line_errors(home: Path, capsys: pytest.CaptureFixture[str]) -> None:

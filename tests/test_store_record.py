@@ -195,7 +195,8 @@ def test_a_failed_task_runs_error_line_comes_before_its_closing_line(tmp_path: P
     with recording(tmp_path / "home"):
         fails()
         lines = runs.logs(runs.task_runs(runs.flow_runs()[0].id)[0].id)
-    assert [line.message.split(":")[0] for line in lines] == ["Task run failed with exception", "Finished in state Failed('Task run encountered an exception ValueError"]
+    assert [line.message.split(":")[0] for line in lines] == [
+        "Task run failed with exception", "Finished in state Failed('Task run encountered an exception ValueError"]
 
 
 def test_parameters_are_shown_truncated_and_kept_whole_for_reruns(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@
 // or not a view is on screen; ``render`` draws a view of that store (a notebook may show several).
 
 import type { GraphvizLike } from "./graph";
-import type { KernelMessage, Palette, Snapshot } from "./protocol";
+import type { FrontEndMessage, KernelMessage, Palette, Snapshot } from "./protocol";
 import { DEFAULT_PALETTE } from "./palette";
 import { Store } from "./store";
 import { MonitorView } from "./view";
@@ -13,7 +13,7 @@ interface ModelLike {
   get(name: string): any;
   on(name: string, cb: (...args: any[]) => void): void;
   off(name?: string | null, cb?: ((...args: any[]) => void) | null): void;
-  send(content: unknown): void;
+  send(content: FrontEndMessage): void;
 }
 
 const STORES_KEY = "__nbflowMonitorStores";
@@ -91,7 +91,7 @@ function hideStaticFallback(runId: string | undefined): void {
 export default {
   initialize({ model }: { model: ModelLike }) {
     const store = storeFor(model);
-    const onMessage = (msg: KernelMessage | { kind: "graphviz"; source: string }) => {
+    const onMessage = (msg: KernelMessage) => {
       if (!msg || typeof msg !== "object" || !("kind" in msg)) return;
       if (msg.kind === "graphviz") receiveGraphviz(msg.source);
       else store.apply(msg);

@@ -1,6 +1,6 @@
 // The front-end copy of a monitor's model: one per widget model, shared by all its views.
 
-import type { Delta, Detail, Graph, KernelMessage, LogEntry, NodeState, RunHeader, Snapshot } from "./protocol";
+import type { Delta, Detail, DetailReply, Graph, LogEntry, NodeState, RunHeader, Snapshot, StateCounts } from "./protocol";
 import { PROTOCOL } from "./protocol";
 
 export const LOG_LIMIT = 500;
@@ -17,7 +17,7 @@ export class Store {
   /** A delta went missing (e.g. the page was reloaded mid-run): wait for the next keyframe. */
   stale = false;
   run: RunHeader | null = null;
-  counts: Record<string, [string, number]> = {};
+  counts: StateCounts = {};
   graph: Graph = { v: 0, collapsed: false, nodes: [], edges: [] };
   nodes = new Map<string, NodeState>();
   log: LogEntry[] = [];
@@ -31,8 +31,8 @@ export class Store {
     return () => this.listeners.delete(listener);
   }
 
-  /** Apply a message of the kernel; returns false if it was ignored. */
-  apply(msg: KernelMessage): boolean {
+  /** Apply a message of the kernel about the run; returns false if it was ignored. */
+  apply(msg: Snapshot | Delta | DetailReply): boolean {
     if (msg.kind === "detail") {
       if (msg.detail) this.details.set(msg.id, msg.detail);
       this.emit(new Set<Change>(["detail"]), new Set(), [], false);

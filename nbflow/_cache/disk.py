@@ -31,6 +31,7 @@ from typing import Any
 
 from nbflow._forkguard import ForkGuard
 from nbflow._home import check_private_dir, create_private_file, make_private, make_private_dir
+from nbflow.exceptions import CacheUnavailableError as DiskUnavailable
 
 __all__ = ["ResultDisk", "Entry", "CacheStats", "DiskUnavailable", "StoredFile"]
 
@@ -76,8 +77,6 @@ _LIST = (
 )
 
 
-class DiskUnavailable(Exception):
-    """The cache folder cannot be opened or written (permissions, disk full, corrupt database)."""
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nbflow.exceptions import NbflowError, RunNotFoundError
+from nbflow.exceptions import FlowRunOnImport, NbflowError, RunNotFoundError
 
 if TYPE_CHECKING:
     from nbflow._flows import Flow
@@ -147,10 +147,6 @@ def _check_ref(record: RecordedRun, location: str, qualname: str) -> None:
         "neither `package.module:qualname` nor the absolute path of a .py file with `:qualname`, so nbflow imports "
         f"nothing. Rerun it where the flow is defined, with {_python_name(record)}.rerun({record.id[:8]!r})."
     )
-
-
-class FlowRunOnImport(NbflowError):
-    """Importing a flow's module for a rerun started a flow run (a call at the module's top level)."""
 
 
 class _ImportGuard:

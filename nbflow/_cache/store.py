@@ -31,10 +31,10 @@ from nbflow._cache.signing import BadTag, Signer
 from nbflow._cache.writer import Pending, Writer
 from nbflow._context import FlowRunContext, TaskRunContext
 from nbflow._events import StateChanged
-from nbflow._runs import FlowRun
 from nbflow._hashing import UnhashableInputError
 from nbflow._home import check_private_dir
 from nbflow._logging import log
+from nbflow._runs import FlowRun
 from nbflow.cache_policies import DEFAULT, CacheKeyFnPolicy, CachePolicy, NoCache
 
 if TYPE_CHECKING:

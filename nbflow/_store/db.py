@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from nbflow._home import check_private_dir, create_private_file, make_private, make_private_dir
 from nbflow._store.migrations import LATEST, pending, statements
-from nbflow.exceptions import ConfigurationError
+from nbflow.exceptions import ConfigurationError, DiskFullError
 
 __all__ = [
     "DB_NAME", "prepare_home", "open_database", "connect", "write", "translate_errors", "DiskFullError",
@@ -83,10 +83,6 @@ def _private_db(path: Path) -> None:
             make_private(path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"))
     except OSError as exc:
         raise ConfigurationError(f"Cannot create the run store {path}: {exc.strerror or exc}.") from None
-
-
-class DiskFullError(ConfigurationError):
-    """The disk holding the run store is full: the store is fine, space is what is missing."""
 
 
 def _check_file(path: Path) -> None:

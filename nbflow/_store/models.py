@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, computed_field, model_validator
 
@@ -48,7 +48,7 @@ class StateRecord(_Record):
 
     type: str
     name: str
-    message: Optional[str] = None
+    message: str | None = None
     timestamp: float
 
     def is_final(self) -> bool:
@@ -64,8 +64,8 @@ class _RunRecord(_Record):
     id: str
     name: str
     tags: list[str] = []
-    start_time: Optional[float] = None
-    end_time: Optional[float] = None
+    start_time: float | None = None
+    end_time: float | None = None
     run_count: int = 0
     # The stored latest state (type, name, message, timestamp) and history text, made into records
     # when asked for: a graph read of 10,000 task runs would otherwise build 40,000 models. A record
@@ -87,7 +87,7 @@ class _RunRecord(_Record):
 
     @computed_field  # type: ignore[prop-decorator]
     @property
-    def state(self) -> Optional[StateRecord]:
+    def state(self) -> StateRecord | None:
         """The run's latest state (None before its first)."""
         raw = self._state
         if raw is None or isinstance(raw, StateRecord):
@@ -108,19 +108,19 @@ class _RunRecord(_Record):
                 for t, n, m, ts in parse_history(self._history)]
 
     @property
-    def state_type(self) -> Optional[str]:
+    def state_type(self) -> str | None:
         return self.state.type if self.state else None
 
     @property
-    def state_name(self) -> Optional[str]:
+    def state_name(self) -> str | None:
         return self.state.name if self.state else None
 
     @property
-    def state_message(self) -> Optional[str]:
+    def state_message(self) -> str | None:
         return self.state.message if self.state else None
 
     @property
-    def duration(self) -> Optional[float]:
+    def duration(self) -> float | None:
         """Seconds run so far (to now for a run still going), None before it started."""
         if self.start_time is None:
             return None
@@ -132,16 +132,16 @@ class FlowRunRecord(_RunRecord):
     real values with ``nbflow.runs.load_parameters(id)``."""
 
     flow_name: str
-    flow_ref: Optional[str] = None
+    flow_ref: str | None = None
     parameters: dict[str, Any] = {}
-    parent_flow_run_id: Optional[str] = None
-    parent_task_run_id: Optional[str] = None
-    deployment_id: Optional[str] = None
-    rerun_of: Optional[str] = None
-    created: Optional[float] = None
-    pid: Optional[int] = None
-    host: Optional[str] = None
-    heartbeat: Optional[float] = None
+    parent_flow_run_id: str | None = None
+    parent_task_run_id: str | None = None
+    deployment_id: str | None = None
+    rerun_of: str | None = None
+    created: float | None = None
+    pid: int | None = None
+    host: str | None = None
+    heartbeat: float | None = None
 
 
 class TaskRunRecord(_RunRecord):
@@ -150,16 +150,16 @@ class TaskRunRecord(_RunRecord):
     flow_run_id: str
     task_name: str
     task_key: str
-    cache_key: Optional[str] = None
+    cache_key: str | None = None
 
 
 class LogRecord(_Record):
     """One log line of a flow run or of one of its task runs (``task_run_id`` set). ``id`` orders the
     lines a process wrote; a task run's closing line, kept with the task run, has none."""
 
-    id: Optional[int] = None
+    id: int | None = None
     flow_run_id: str
-    task_run_id: Optional[str] = None
+    task_run_id: str | None = None
     run_name: str
     level: int
     timestamp: float

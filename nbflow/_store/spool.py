@@ -80,7 +80,7 @@ def replay(conn: sqlite3.Connection, home: Path) -> int:
             _set_aside(path, exc)
             continue
         try:
-            db.write(conn, lambda c: _apply(c, spool_id, batches))
+            db.write(conn, lambda c, spool_id=spool_id, batches=batches: _apply(c, spool_id, batches))
         except sqlite3.Error as exc:
             print(f"nbflow: could not write the spooled run history {path} yet ({exc}); the next nbflow "
                   "process that opens this home tries again.", file=sys.stderr)

@@ -20,10 +20,10 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
+from nbflow._runs import HOST
 from nbflow._store import db
 from nbflow._store.history import FINAL_SQL, history_entry
 from nbflow._store.processes import is_alive
-from nbflow._runs import HOST
 from nbflow._threads import start_thread
 
 __all__ = ["sweep", "CrashedRun", "run_crash_hooks"]
@@ -168,7 +168,8 @@ def _call_hooks(path: Any, todo: list[tuple[CrashedRun, tuple[str, str]]]) -> No
                     hook(flow, flow_run, state)
                 except Exception as exc:
                     trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-                    lines.append((run.id, logging.ERROR, time.time(), f"An error was encountered while running hook {name!r}: {exc!r}\n{trace}"))
+                    message = f"An error was encountered while running hook {name!r}: {exc!r}\n{trace}"
+                    lines.append((run.id, logging.ERROR, time.time(), message))
                 else:
                     lines.append((run.id, logging.INFO, time.time(), f"Hook {name!r} finished running successfully"))
         if lines:

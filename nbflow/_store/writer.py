@@ -34,7 +34,7 @@ from typing import Any
 from nbflow._context import FlowRunContext, current
 from nbflow._events import ENGINE_LOGGER, EdgesAdded, FlowRunFinished, LogEmitted, RunCreated, StateChanged
 from nbflow._forkguard import ForkGuard, keep
-from nbflow._runs import TaskRun
+from nbflow._runs import FlowRun, TaskRun
 from nbflow._states import StateType
 from nbflow._store import db, spool
 from nbflow._store.rows import EDGE, LOG, TASK_CREATED, TASK_STATE, FlowCreated, FlowRef, Rows

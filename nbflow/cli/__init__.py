@@ -7,7 +7,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from nbflow.exceptions import NbflowError
+from nbflow.exceptions import NbflowError, UsageError
 
 __all__ = ["main", "CliError"]
 
@@ -23,8 +23,8 @@ _GROUPS = (
 )
 
 
-class CliError(NbflowError):
-    """Bad input on the command line: printed as one line, exit status 2, no traceback."""
+CliError = UsageError
+"""Bad input on the command line: printed as one line, exit status 2, no traceback (the CLI's old name)."""
 
 
 def build_parser() -> argparse.ArgumentParser:

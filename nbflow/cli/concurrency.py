@@ -7,6 +7,7 @@ import json
 import time
 from dataclasses import asdict
 from typing import Any
+
 from nbflow.cli._format import table, when
 
 __all__ = ["register"]

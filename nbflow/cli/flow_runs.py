@@ -12,8 +12,8 @@ import sys
 import time
 from typing import Any
 
-from nbflow.cli import CliError
 from nbflow._durations import format_duration, parse_duration
+from nbflow.cli import CliError
 from nbflow.cli._format import table, when
 
 __all__ = ["register"]

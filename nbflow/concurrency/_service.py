@@ -14,15 +14,15 @@ import sys
 import threading
 import warnings
 import weakref
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from nbflow._clock import Clock, SystemClock
 from nbflow._forkguard import ForkGuard, keep
-from nbflow.concurrency._leases import Renewer
 from nbflow._runs import HOST
+from nbflow.concurrency._leases import Renewer
 from nbflow.exceptions import (
     AcquireConcurrencySlotTimeoutError,
     ConcurrencyLimitError,

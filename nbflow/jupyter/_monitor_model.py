@@ -13,7 +13,8 @@ never looked at again.
 
 The parts: ``ViewGraph`` (_monitor_graph.py) knows the runs and the nodes and edges shown,
 ``StateLog`` (_monitor_log.py) the state log; this module counts task runs by state and turns it
-all into the messages the front-end takes (deltas, keyframes, the final picture, detail panels).
+all into the messages the front-end takes (deltas, keyframes, the final picture, detail panels), as
+nbflow/jupyter/protocol.json describes them.
 
 Results are never read: a completed state's ``data`` is not touched, and when the run ends the live
 run records (which hold results and parameters) are swapped for small copies (``compact``).
@@ -36,11 +37,12 @@ from nbflow._runs import FlowRun
 from nbflow.jupyter._monitor_graph import COLLAPSE_AT, Node, ViewGraph
 from nbflow.jupyter._monitor_log import BAD, LOG_LIMIT, QUIET, RUN_LOG_LIMIT, WIRE_LOG_LIMIT, StateLog
 from nbflow.jupyter._monitor_records import CompactRuns, RunRecord, error_text, format_error
+from nbflow.jupyter._protocol import VERSION
 
 __all__ = ["MonitorModel", "COLLAPSE_AT", "LOG_LIMIT", "PROTOCOL", "WIRE_LOG_LIMIT"]
 
-PROTOCOL = 1
-"""Version of the JSON the model produces (extension/src/protocol.ts is the other half)."""
+PROTOCOL = VERSION
+"""Version of the JSON the model produces: the version of protocol.json, which describes every message."""
 
 DETAIL_MEMBERS = 200
 """Runs listed in the detail panel of a group or subflow node (failed and running first)."""

@@ -198,7 +198,8 @@ def render_svg(snapshot: dict[str, Any]) -> str:
         if node["kind"] == "flow":
             out.append(f'<rect x="{x + 3:.1f}" y="{y - 3:.1f}" width="{w:.1f}" height="{h:.1f}" rx="2" fill="{fill}" stroke="{stroke}"/>')
         rx = 2 if node["kind"] == "flow" else 6
-        out.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" rx="{rx}" fill="{fill}" stroke="{stroke}" stroke-width="1.2"{dash}/>')
+        out.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" rx="{rx}" fill="{fill}" '
+                   f'stroke="{stroke}" stroke-width="1.2"{dash}/>')
         ty = cy + 4 if node["kind"] == "task" else y + 15
         out.append(f'<text x="{cx:.1f}" y="{ty:.1f}" text-anchor="middle" fill="#111827">{html.escape(label)}</text>')
         if node["kind"] != "task" and total:

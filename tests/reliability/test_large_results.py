@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from cache_support import REPO, run_python
+
 from nbflow import flow, task
 from nbflow._runtime import Runtime, use_runtime
 from nbflow._settings import Settings
