@@ -261,12 +261,13 @@ def _retry(fn: Callable[[], T], deadline_s: float = RETRY_FOR_S) -> T:
 
 
 def write(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T],
-          guard: AbstractContextManager[Any] | None = None) -> T:
+          guard: AbstractContextManager[Any] | None = None, deadline_s: float = RETRY_FOR_S) -> T:
     """Run ``work(conn)`` in one ``BEGIN IMMEDIATE`` transaction, retrying the whole of it when busy.
 
     ``BEGIN IMMEDIATE`` takes the write lock up front, so two processes never deadlock upgrading a read
     transaction; ``work`` must be safe to run again after a rollback. ``guard`` is held around each
-    attempt, not across the pauses between them (see ``_forkguard``).
+    attempt, not across the pauses between them (see ``_forkguard``). ``deadline_s``: how long to
+    keep retrying a busy database (0: one attempt, after the connection's own busy wait).
     """
 
     def attempt() -> T:
@@ -281,7 +282,7 @@ def write(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T],
                 raise
             return result
 
-    return _retry(attempt)
+    return _retry(attempt, deadline_s)
 
 
 def _after_fork() -> None:

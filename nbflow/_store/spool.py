@@ -25,6 +25,7 @@ __all__ = ["write", "replay", "count_runs", "FOLDER"]
 
 FOLDER = "spool"
 _FORMAT = 1
+REPLAY_WAIT_MS = 500  # how long opening the store waits for another process's lock to replay a spool
 
 
 def count_runs(batches: list[Rows]) -> int:
@@ -69,37 +70,57 @@ def replay(conn: sqlite3.Connection, home: Path) -> int:
     except OSError:
         return 0
     done = 0
-    for path in paths:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            spool_id = str(data["id"])
-            batches = [Rows.from_spool(batch) for batch in data["batches"]]
-        except FileNotFoundError:
-            continue  # another process replayed it meanwhile
-        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
-            _set_aside(path, exc)
-            continue
-        try:
-            db.write(conn, lambda c, spool_id=spool_id, batches=batches: _apply(c, spool_id, batches))
-        except sqlite3.Error as exc:
-            print(f"nbflow: could not write the spooled run history {path} yet ({exc}); the next nbflow "
-                  "process that opens this home tries again.", file=sys.stderr)
-            continue
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
-        done += 1
+    # Spools exist because another process held the lock: it may hold it still. Opening the store
+    # must not wait for it (a flow would start minutes late): one short try, else the next process.
+    conn.execute(f"PRAGMA busy_timeout={REPLAY_WAIT_MS}")
+    try:
+        for path in paths:
+            try:
+                spool_id, batches = _read(path)
+            except FileNotFoundError:
+                continue  # another process replayed it meanwhile
+            except Exception as exc:  # not JSON, or JSON of another shape: never stops the store opening
+                _set_aside(path, exc)
+                continue
+            try:
+                dropped = db.write(conn, lambda c, spool_id=spool_id, batches=batches: _apply(c, spool_id, batches),
+                                   deadline_s=0)
+            except sqlite3.Error as exc:
+                print(f"nbflow: could not write the spooled run history {path} yet ({exc}); the next nbflow "
+                      "process that opens this home tries again.", file=sys.stderr)
+                continue
+            if dropped:
+                print(f"nbflow: the run store refused {dropped} of the spooled run history {path}; the rest "
+                      "was written.", file=sys.stderr)
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            done += 1
+    finally:
+        conn.execute(f"PRAGMA busy_timeout={int(db.BUSY_TIMEOUT_S * 1000)}")
     return done
 
 
-def _apply(conn: sqlite3.Connection, spool_id: str, batches: list[Rows]) -> None:
+def _read(path: Path) -> tuple[str, list[Rows]]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not isinstance(data.get("batches"), list):
+        raise ValueError("not a spool file of this nbflow")
+    return str(data["id"]), [Rows.from_spool(batch) for batch in data["batches"]]
+
+
+def _apply(conn: sqlite3.Connection, spool_id: str, batches: list[Rows]) -> str:
+    """Write the batches unless this spool was written before; returns what SQLite refused ("" if nothing)."""
     fresh = conn.execute("INSERT OR IGNORE INTO spool_replays (id, replayed) VALUES (?, ?)",
                          (spool_id, time.time())).rowcount
     if not fresh:
-        return  # written before; its file was left behind
+        return ""  # written before; its file was left behind
+    refused = []
     for rows in batches:
         rows.execute_each(conn)  # a few rows: the slow, careful path (a bad row costs only itself)
+        if rows.dropped:
+            refused.append(rows.dropped_text())
+    return "; ".join(refused)
 
 
 def _set_aside(path: Path, exc: BaseException) -> None:

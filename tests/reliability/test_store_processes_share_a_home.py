@@ -251,6 +251,45 @@ def test_a_half_written_spool_is_set_aside_with_a_warning_and_the_store_opens(tm
     assert second.returncode == 0 and "spool" not in second.stderr
 
 
+def test_a_spool_does_not_hold_up_a_process_while_the_lock_is_still_held(tmp_path: Path) -> None:
+    # Spools exist because another process held the lock, so it may hold it still: the next process
+    # must start its flows at once (it once retried the replay for 300 s), and leave the spool.
+    home = tmp_path / "home"
+    run, _took = _run_while_locked(tmp_path, home)
+    assert run.returncode == 0, run.stderr
+    (spool,) = _spools(home)
+    ready, release = tmp_path / "locked-again", tmp_path / "release-again"
+    holder = subprocess.Popen([sys.executable, str(script(tmp_path / "holder.py", HOLDER)),
+                               str(home / "nbflow.db"), str(ready), str(release)])
+    try:
+        wait_for(ready.exists, what="the lock holder")
+        began = time.monotonic()
+        opened = _open_home(home)
+        took = time.monotonic() - began
+    finally:
+        release.touch()
+        holder.wait(timeout=60)
+    assert opened.returncode == 0 and "opened" in opened.stdout, opened.stderr
+    assert took < 30, f"opening the home waited {took:.0f} s for the lock"
+    assert f"could not write the spooled run history {spool} yet" in opened.stderr
+    assert _spools(home) == [spool]  # kept for the next process
+    assert _open_home(home).returncode == 0
+    assert _spools(home) == []
+    assert count(home, "SELECT count(*) FROM task_runs WHERE state_type = 'COMPLETED'") == 20
+
+
+def test_a_spool_of_another_shape_is_set_aside_and_the_store_opens(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    store_db.open_database(home)
+    (home / "spool").mkdir(mode=0o700)
+    odd = home / "spool" / "1-2-odd.json"
+    odd.write_text('{"format": 1, "id": "x", "batches": ["junk"]}')  # valid JSON, not a spool
+    opened = _open_home(home)
+    assert opened.returncode == 0 and "opened" in opened.stdout, opened.stderr
+    assert str(odd) in opened.stderr and "cannot be read" in opened.stderr
+    assert _spools(home) == []
+
+
 def test_a_clean_exit_folds_the_wal_back(tmp_path: Path) -> None:
     """Performance note of issue 12: the last writer of a process checkpoints (TRUNCATE) as it closes."""
     home = tmp_path / "home"
