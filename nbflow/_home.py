@@ -16,7 +16,8 @@ from pathlib import Path
 
 from nbflow.exceptions import ConfigurationError
 
-__all__ = ["check_private_dir", "make_private_dir", "create_private_file", "make_private", "open_private"]
+__all__ = ["check_private_dir", "make_private_dir", "tighten_dir", "create_private_file", "make_private",
+           "open_private"]
 
 _OTHERS = stat.S_IRWXG | stat.S_IRWXO
 _WRITABLE_BY_OTHERS = stat.S_IWGRP | stat.S_IWOTH
@@ -74,6 +75,32 @@ def make_private_dir(path: Path) -> None:
                 raise
             continue  # another process made it first: its mode is its maker's
         os.chmod(folder, 0o700)  # mkdir's mode is filtered by the umask
+
+
+def tighten_dir(path: Path, *, contents: bool = False) -> bool:
+    """``chmod go-rwx`` a folder of ours that group or others can read (an older nbflow made it 0755);
+    with ``contents``, every folder and file under it too. True if it had to. Never loosens a mode;
+    a folder others can *write* is refused by ``check_private_dir`` before this is called."""
+    if not hasattr(os, "geteuid"):
+        return False
+    try:
+        st = os.stat(path)
+        if not (st.st_mode & _OTHERS and st.st_uid == os.geteuid() and stat.S_ISDIR(st.st_mode)):
+            return False
+        os.chmod(path, stat.S_IMODE(st.st_mode) & ~_OTHERS)
+    except OSError:
+        return False
+    if contents:
+        for root, dirs, files in os.walk(path):
+            for name in dirs + files:
+                try:
+                    full = os.path.join(root, name)
+                    mode = os.lstat(full).st_mode
+                    if mode & _OTHERS and not stat.S_ISLNK(mode):
+                        os.chmod(full, stat.S_IMODE(mode) & ~_OTHERS)
+                except OSError:
+                    continue
+    return True
 
 
 def create_private_file(path: Path) -> bool:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from nbflow._forkguard import ForkGuard
-from nbflow._home import check_private_dir, create_private_file, make_private, make_private_dir
+from nbflow._home import check_private_dir, create_private_file, make_private, make_private_dir, tighten_dir
 from nbflow.exceptions import CacheUnavailableError as DiskUnavailable
 
 __all__ = ["ResultDisk", "Entry", "CacheStats", "DiskUnavailable", "StoredFile"]
@@ -184,6 +184,7 @@ class ResultDisk:
         SQLite opens it, so its ``-wal``/``-shm`` are 0600 too (see ``nbflow._home``)."""
         check_private_dir(self.directory, "The result cache folder")
         make_private_dir(self.directory)
+        tighten_dir(self.directory, contents=True)  # result files an older nbflow left readable: once
         db = Path(self._db_path)
         if not create_private_file(db):
             make_private(db, db.with_name("cache.db-wal"), db.with_name("cache.db-shm"))

@@ -8,7 +8,7 @@ result, a numpy array's data (any pickle protocol 5 buffer) is kept out of the p
     header: b"nbfile:1", kind, piece count, each piece's length
     pieces: the pickle (out-of-band buffers left out) or a bytes result itself, then each buffer,
             each piece at a multiple of 64 bytes (what numpy wants of an array's memory)
-    b"nbftag:1" + HMAC-SHA256 of everything before it
+    b"nbftag:2" + HMAC-SHA256 of everything before it
 
 Writing hashes each piece as it goes from the result's own memory to the file. Loading reads the
 pieces into one bytearray while hashing, checks the tag, then unpickles with the buffers as views
@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from nbflow._cache.signing import TRAILER_SIZE, BadTag, Signer
-from nbflow._home import open_private
+from nbflow._home import make_private_dir, open_private
 from nbflow._threads import start_thread
 
 try:
@@ -132,7 +132,7 @@ class ResultFile:
             hex_name = os.urandom(16).hex()
             # diskcache's own layout (two levels of folders), so its culling removes our files too
             self.filename = os.path.join(hex_name[:2], hex_name[2:4], hex_name[4:] + ".val")
-            os.makedirs(tmp_dir, mode=0o700, exist_ok=True)
+            make_private_dir(Path(tmp_dir))
             tmp = str(tmp_dir / (hex_name + ".tmp"))
             fd = open_private(tmp)
             if fcntl is not None:
@@ -161,7 +161,7 @@ class ResultFile:
         # No fsync: the rename is atomic for every process on this machine, which is what a killed
         # process needs; after a power loss a damaged file fails to load and is recomputed.
         final = self.path
-        os.makedirs(os.path.dirname(final), mode=0o700, exist_ok=True)
+        make_private_dir(Path(os.path.dirname(final)))  # each level 0700, whatever the umask
         os.replace(_tmp_path(self.directory, self.filename), final)
         self.size = os.fstat(fd).st_size
         self.parts = None  # the result's memory is the caller's again

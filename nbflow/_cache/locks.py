@@ -12,6 +12,8 @@ import os
 import time
 from pathlib import Path
 
+from nbflow._home import make_private_dir
+
 try:
     import fcntl
 except ImportError:  # Windows: locking is skipped there, with a warning from the caller
@@ -38,7 +40,7 @@ class KeyLocks:
         deadline = None if timeout is None else monotonic() + timeout
         delay = 0.001
         while True:
-            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            make_private_dir(Path(self.directory))
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 if deadline is None:

@@ -182,7 +182,8 @@ class ResultCache:
             self.writer.put_file(key, file, expire_at, tag)
             return
         try:  # recorded at once: another process may be waiting on this key's lock
-            self.disk.write([("set", Pending(key, None, expire_at, tag, file=file))])
+            with self.disk.guard:
+                self.disk.write([("set", Pending(key, None, expire_at, tag, file=file))])
         except BaseException:
             file.abandon()
             raise

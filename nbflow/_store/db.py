@@ -23,7 +23,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
-from nbflow._home import check_private_dir, create_private_file, make_private, make_private_dir
+from nbflow._home import check_private_dir, create_private_file, make_private, make_private_dir, tighten_dir
 from nbflow._store.migrations import LATEST, pending, statements
 from nbflow.exceptions import ConfigurationError, DiskFullError
 
@@ -71,6 +71,8 @@ def prepare_home(home: Path) -> Path:
             f"NBFLOW_HOME {home} is not writable by this user: fix its permissions or set NBFLOW_HOME elsewhere."
         )
     path = home / DB_NAME
+    if path.exists():
+        tighten_dir(home)  # a home of an older nbflow, readable by others: private now
     _check_file(path)
     _private_db(path)
     return path

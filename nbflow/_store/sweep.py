@@ -20,6 +20,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
+from nbflow._forkguard import ForkGuard
 from nbflow._runs import HOST
 from nbflow._store import db
 from nbflow._store.history import FINAL_SQL, history_entry
@@ -27,6 +28,8 @@ from nbflow._store.processes import is_alive
 from nbflow._threads import start_thread
 
 __all__ = ["sweep", "CrashedRun", "run_crash_hooks"]
+
+_GUARD = ForkGuard()  # the crash-hook thread's SQLite work
 
 
 
@@ -148,7 +151,8 @@ def _call_hooks(path: Any, todo: list[tuple[CrashedRun, tuple[str, str]]]) -> No
     from nbflow._runs import FlowRun
     from nbflow._states import Crashed
 
-    conn = db.connect(path)
+    with _GUARD:  # SQLite work: a fork waits for it (see ``_forkguard``)
+        conn = db.connect(path)
     lines: list[tuple] = []
     try:
         for run, (module, qualname) in todo:
@@ -159,7 +163,9 @@ def _call_hooks(path: Any, todo: list[tuple[CrashedRun, tuple[str, str]]]) -> No
             hooks = tuple(getattr(getattr(flow, "options", None), "on_crashed", ()) or ())
             if not hooks:
                 continue
-            flow_run = FlowRun(run.name, run.flow_name, _parameters(conn, run.id), id=run.id)
+            with _GUARD:
+                parameters = _parameters(conn, run.id)
+            flow_run = FlowRun(run.name, run.flow_name, parameters, id=run.id)
             state = Crashed(run.message, timestamp=run.timestamp)
             flow_run.state, flow_run.end_time = state, run.timestamp
             for hook in hooks:
@@ -175,11 +181,12 @@ def _call_hooks(path: Any, todo: list[tuple[CrashedRun, tuple[str, str]]]) -> No
         if lines:
             db.write(conn, lambda c: c.executemany(
                 "INSERT INTO logs (flow_run_id, task_run_id, level, timestamp, logger, message)"
-                " VALUES (?, NULL, ?, ?, 'nbflow.sweep', ?)", lines))
+                " VALUES (?, NULL, ?, ?, 'nbflow.sweep', ?)", lines), _GUARD)
     except Exception as exc:  # the store went away under us: say so, never raise in a thread
         print(f"nbflow: on_crashed hooks could not finish: {exc!r}", file=sys.stderr)
     finally:
-        conn.close()
+        with _GUARD:
+            conn.close()
 
 
 def _parameters(conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:

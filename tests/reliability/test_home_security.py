@@ -60,8 +60,25 @@ def test_a_new_home_and_everything_in_it_is_private_after_real_runs_and_cache_wr
             assert values, "the large result should be a file of its own"
             assert {str(p): oct(mode(p)) for p in files + values} == {str(p): "0o600" for p in files + values}
             assert oct(mode(home)) == oct(mode(home / "cache")) == "0o700"
+            folders = [p for p in home.rglob("*") if p.is_dir()]
+            assert {str(p): oct(mode(p)) for p in folders} == {str(p): "0o700" for p in folders}
     finally:
         os.umask(previous)
+
+
+def test_under_a_group_friendly_umask_no_folder_in_the_home_is_group_writable(tmp_path: Path) -> None:
+    # os.makedirs gives only the last folder the mode asked for: the result files' xx/ folder was 0775.
+    home = tmp_path / "home"
+    previous = os.umask(0o002)
+    try:
+        with recording(home) as runtime:
+            produce()
+            runtime.cache.flush(10)
+    finally:
+        os.umask(previous)
+    paths = [p for p in home.rglob("*") if not p.is_symlink()] + [home]
+    loose = {str(p): oct(mode(p)) for p in paths if mode(p) & 0o077}
+    assert loose == {}
 
 
 def test_files_an_older_nbflow_made_readable_are_made_private_and_keep_their_runs(tmp_path: Path) -> None:
@@ -69,14 +86,21 @@ def test_files_an_older_nbflow_made_readable_are_made_private_and_keep_their_run
     with recording(home) as runtime:
         produce()
         runtime.cache.flush(10)
-    for path in [home / "nbflow.db", home / "cache" / "cache.db"]:
+    values = list((home / "cache").rglob("*.val"))
+    assert values
+    for path in [home / "nbflow.db", home / "cache" / "cache.db", *values]:
         os.chmod(path, 0o644)
+    for folder in [home, home / "cache", *{v.parent for v in values}]:
+        os.chmod(folder, 0o755)  # readable by everyone, as an older nbflow left them
     with recording(home) as runtime:
         produce()
         runtime.cache.flush(10)
         with runtime.store.reading(flush=True) as conn:
             assert conn.execute("SELECT count(*) FROM flow_runs").fetchone()[0] == 2
     assert oct(mode(home / "nbflow.db")) == oct(mode(home / "cache" / "cache.db")) == "0o600"
+    assert {oct(mode(v)) for v in values} == {"0o600"}
+    assert oct(mode(home)) == oct(mode(home / "cache")) == "0o700"
+    assert {oct(mode(v.parent)) for v in values} == {"0o700"}
 
 
 # --- homes others can write ---------------------------------------------------------------------------
