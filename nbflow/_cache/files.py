@@ -29,6 +29,7 @@ import pickle
 import struct
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,7 @@ def split(value: Any, min_file_size: int = MIN_FILE_SIZE) -> bytes | Parts:
 class ResultFile:
     """One result file: its name in the cache folder, and, while it is written, its locked temp file."""
 
-    __slots__ = ("directory", "fd", "filename", "key", "parts", "signer", "size")
+    __slots__ = ("directory", "fd", "filename", "key", "parts", "signer", "size", "__weakref__")
 
     def __init__(self, directory: Path, parts: Parts, signer: Signer, key: str) -> None:
         self.directory = directory
@@ -141,6 +142,7 @@ class ResultFile:
                     os.close(fd)
                     continue
             self.fd = fd
+            _open_files.add(self)
             return
 
     def write(self) -> None:
@@ -168,6 +170,7 @@ class ResultFile:
 
     def close(self) -> None:
         fd, self.fd = self.fd, None
+        _open_files.discard(self)
         if fd is not None:
             os.close(fd)  # drops the flock: readers waiting for this file go on
 
@@ -180,6 +183,28 @@ class ResultFile:
                 pass
         self.parts = None
         self.close()
+
+
+# Result files being written by this process. A forked child inherits their descriptors, and with
+# them the flock that tells other processes "still being written": the child closes its copies at
+# once (the parent's lock stays), or readers would wait for the child's exit, and a parent killed
+# mid-write would not look dead.
+_open_files: weakref.WeakSet[ResultFile] = weakref.WeakSet()
+
+
+def _close_inherited() -> None:
+    for file in list(_open_files):
+        fd, file.fd = file.fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    _open_files.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_inherited)
 
 
 def _offsets(lengths: list[int] | tuple[int, ...]) -> list[int]:

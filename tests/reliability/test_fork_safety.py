@@ -131,3 +131,29 @@ def test_children_forked_while_flows_write_the_store_and_cache_and_readers_read_
     with db(home) as conn:
         stored = conn.execute("SELECT count(*) FROM flow_runs WHERE flow_name = 'in-child' AND state_type = 'COMPLETED'").fetchone()[0]
     assert stored == 2 * FORKS
+
+
+def test_a_child_forked_during_a_result_write_does_not_hold_its_lock(tmp_path: Path) -> None:
+    # The write lock (flock) of a result file says "still being written" to other processes. A child
+    # forked mid-write inherited the descriptor, so readers waited for the child to exit.
+    import os
+    import signal
+
+    from nbflow._cache import files
+    from nbflow._cache.signing import Signer
+
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    parts = files.split(b"x" * (files.MIN_FILE_SIZE * 4))
+    file = files.ResultFile(folder, parts, Signer(tmp_path), "key")
+    pid = os.fork()
+    if pid == 0:  # the child outlives the write, doing nothing with the file
+        time.sleep(30)
+        os._exit(0)
+    try:
+        file.write()
+        file.close()
+        assert files.wait_written(folder, file.filename, timeout=5.0)  # at once, not when the child exits
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
