@@ -49,6 +49,7 @@ BATCH_SECONDS = 0.1
 MAX_BATCH = 20_000  # events per transaction: keeps other processes' waits for the write lock short
 FLUSH_TIMEOUT_S = 60.0
 FLOW_END_WAIT_S = 5.0
+MAX_KEPT_BATCHES = 3_000  # batches kept while the store cannot be written: ~5 min of a busy process
 EXIT_WAIT_S = 2.0  # at exit, then what is not committed is spooled (another process holds the lock)
 _REFUSALS_SHOWN = 3
 RETRY_KEPT_S = 0.5  # how often batches kept back by a full disk are tried again
@@ -98,6 +99,7 @@ class Writer:
         self._handoff = threading.Lock()  # held from taking a batch off the queue until it is in _kept
         self._kept: list[Rows] = []  # batches collected but not committed yet, oldest first
         self._kept_for: str | None = None  # why they are kept ("disk full", "locked"), once reported
+        self._lost_batches = 0  # kept batches dropped because too many were kept
         self._abandoned = False  # the exit path took over what is uncommitted (see _spool_unwritten)
 
     # --- emit side (any thread) ---------------------------------------------------------------
@@ -224,7 +226,8 @@ class Writer:
         if not unwritten:
             return
         runs = spool.count_runs(unwritten)
-        why = "is on a full disk" if self._kept_for == "disk full" else "is locked by another process"
+        why = {"disk full": "is on a full disk", "disk I/O error": "cannot be written (disk I/O error)"}.get(
+            self._kept_for or "", "is locked by another process")
         try:
             where = spool.write(self.path.parent, unwritten)
         except OSError as exc:
@@ -295,6 +298,13 @@ class Writer:
         rows = Rows(self._rowids)
         markers = rows.collect(batch, self._active)
         self._kept.append(rows)
+        if len(self._kept) > MAX_KEPT_BATCHES:  # a store that stays unwritable: memory must stay bounded
+            self._kept.pop(0)
+            self._lost_batches += 1
+            if self._lost_batches == 1:
+                print(f"nbflow: the run store {self.path} has not been writable for {MAX_KEPT_BATCHES} batches "
+                      f"({self._kept_for or 'unknown reason'}); the oldest kept history is dropped from now on.",
+                      file=sys.stderr)
         return markers
 
     def _write_kept(self, conn: sqlite3.Connection, markers: list[threading.Event]) -> None:
@@ -343,8 +353,10 @@ class Writer:
         """The lock (held for minutes) or the disk (full, failing): keep the batch, say so once."""
         if db.is_disk_full(exc, self.path):
             why = "disk full"
-        elif db.is_busy(exc) or (isinstance(exc, sqlite3.OperationalError) and "disk I/O" in str(exc)):
+        elif db.is_busy(exc):
             why = "locked"
+        elif isinstance(exc, sqlite3.OperationalError) and "disk I/O" in str(exc):
+            why = "disk I/O error"
         else:
             return False
         if self._kept_for != why:
@@ -353,6 +365,10 @@ class Writer:
                 print(f"nbflow: the disk holding the run store {self.path} is full (disk full). Runs go on; "
                       "their history is kept in memory and written when space returns (spooled if this process "
                       "exits first).", file=sys.stderr)
+            elif why == "disk I/O error":
+                print(f"nbflow: the run store {self.path} cannot be written (disk I/O error: {exc}). Runs go on; "
+                      "their history is kept in memory and written when the disk works again (spooled if this "
+                      "process exits first).", file=sys.stderr)
         return True
 
     def _checkpoint(self, conn: sqlite3.Connection, mode: str) -> None:
