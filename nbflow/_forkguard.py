@@ -37,15 +37,16 @@ class ForkGuard:
 
     __slots__ = ("lock", "_held_for_fork", "__weakref__")
 
-    def __init__(self, *, innermost: bool = False) -> None:
+    def __init__(self, *, innermost: bool = False, outermost: bool = False) -> None:
         """``innermost``: held inside other guards, never around one (closing connections, which a
         garbage collection may do inside any guarded block); a fork takes these last, so the two
-        never wait for each other."""
+        never wait for each other. ``outermost``: held around work that takes other guards (building
+        the default runtime, which imports modules and opens the store); a fork takes these first."""
         # Re-entrant: a reader may nest, and a fork from inside a guarded block of its own thread
         # must not wait for itself. ``with guard.lock:`` is the same guard, cheaper (hot paths).
         self.lock = threading.RLock()
         self._held_for_fork = False
-        (_innermost if innermost else _guards).add(self)
+        (_innermost if innermost else _outermost if outermost else _guards).add(self)
 
     def __enter__(self) -> None:
         self.lock.acquire()
@@ -68,6 +69,7 @@ class ForkGuard:
 
 _guards: weakref.WeakSet[ForkGuard] = weakref.WeakSet()
 _innermost: weakref.WeakSet[ForkGuard] = weakref.WeakSet()
+_outermost: weakref.WeakSet[ForkGuard] = weakref.WeakSet()
 _forking = threading.Lock()  # one fork at a time: the guards' flags belong to the thread that forks
 _kept: list[Any] = []
 
@@ -89,12 +91,12 @@ def keep(obj: Any) -> None:
 def _before_fork() -> None:
     _forking.acquire()
     deadline = time.monotonic() + FORK_WAIT_S
-    for guard in [*_guards, *_innermost]:
+    for guard in [*_outermost, *_guards, *_innermost]:
         guard._before_fork(deadline)
 
 
 def _after_fork(child: bool = False) -> None:
-    for guard in [*_guards, *_innermost]:
+    for guard in [*_outermost, *_guards, *_innermost]:
         guard._after_fork(child)
     _forking.release()
 

@@ -14,6 +14,7 @@ import stat
 import threading
 from pathlib import Path
 
+from nbflow._threads import renew_after_fork
 from nbflow.exceptions import ConfigurationError
 
 __all__ = ["check_private_dir", "make_private_dir", "tighten_dir", "create_private_file", "make_private",
@@ -22,6 +23,7 @@ __all__ = ["check_private_dir", "make_private_dir", "tighten_dir", "create_priva
 _OTHERS = stat.S_IRWXG | stat.S_IRWXO
 _WRITABLE_BY_OTHERS = stat.S_IWGRP | stat.S_IWOTH
 _create_lock = threading.Lock()
+renew_after_fork(globals(), "_create_lock")  # a fork while another thread holds it
 
 
 def _owners() -> tuple[int, ...]:

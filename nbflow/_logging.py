@@ -20,7 +20,9 @@ from typing import IO, Any
 
 from nbflow._context import RootContext, TaskRunContext, current
 from nbflow._events import ENGINE_LOGGER, Event, EventBus, LogEmitted, StateChanged
+from nbflow._forkguard import ForkGuard
 from nbflow._runs import FlowRun, TaskRun
+from nbflow._threads import renew_after_fork
 from nbflow.exceptions import MissingContextError
 
 __all__ = ["get_run_logger", "log", "ConsoleLogger", "format_line", "format_user_traceback", "print_redirect"]
@@ -150,7 +152,9 @@ class ConsoleLogger:
         self.level = level
         self.task_lines = task_lines
         self._stream = stream
-        self._lock = threading.Lock()
+        # A fork waits for a line being written (a child would inherit the lock, or stderr's own
+        # buffer lock, held by a thread it does not have, and hang on its first line).
+        self._guard = ForkGuard(innermost=True)
         self._clock_text = _ClockText()
         self._last = 0.0  # the time shown on the last line written
         self._claimed: set[str] = set()
@@ -185,7 +189,7 @@ class ConsoleLogger:
         # after a later one. Under the lock, a late line shows the time of the line before it:
         # still within the span between its making and its writing, and times never go back.
         timestamp = event.timestamp  # type: ignore[union-attr]
-        with self._lock:
+        with self._guard.lock:
             if timestamp < self._last:
                 timestamp = self._last
             self._last = timestamp
@@ -197,6 +201,7 @@ class ConsoleLogger:
 _original_print = builtins.print
 _print_users = 0
 _print_lock = threading.Lock()
+renew_after_fork(globals(), "_print_lock")  # a fork while another thread holds it
 
 
 def _routing_print(*args: Any, sep: str | None = " ", end: str | None = "\n", file: Any = None, flush: bool = False) -> None:

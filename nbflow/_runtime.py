@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 from nbflow._clock import Clock, SystemClock
 from nbflow._context import RootContext, current
 from nbflow._events import EventBus, Subscriber
+from nbflow._forkguard import ForkGuard
 from nbflow._logging import ConsoleLogger
 from nbflow._threads import start_thread
 
@@ -105,7 +106,9 @@ class Runtime:
 
 
 _default: Runtime | None = None
-_default_lock = threading.Lock()
+# A fork waits for a default runtime being built: building it imports modules, and a child forked
+# while another thread held a module's import lock would hang on its first import of that module.
+_default_lock = ForkGuard(outermost=True)
 
 
 def default_runtime(create: bool = True) -> Runtime | None:

@@ -10,10 +10,12 @@ they reach the main thread and interrupt its call.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
+from typing import Any
 
-__all__ = ["start_thread"]
+__all__ = ["start_thread", "renew_after_fork"]
 
 _SIGNALS = frozenset(s for s in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None)) if s is not None)
 _CAN_MASK = hasattr(signal, "pthread_sigmask")
@@ -32,3 +34,18 @@ def start_thread(thread: threading.Thread) -> threading.Thread:
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     return thread
+
+
+def renew_after_fork(namespace: dict[str, Any], *names: str) -> None:
+    """In a forked child, give the module-level locks ``names`` of ``namespace`` (a module's
+    ``globals()``) back free: one that another thread held at the fork would never be released there,
+    and the child's first use would hang (the first flow call of a process holds one while it builds
+    the default runtime)."""
+    if not hasattr(os, "register_at_fork"):
+        return
+
+    def renew() -> None:
+        for name in names:
+            namespace[name] = threading.Lock()
+
+    os.register_at_fork(after_in_child=renew)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from nbflow._clock import Clock, SystemClock
 from nbflow._forkguard import ForkGuard, keep
 from nbflow._runs import HOST
+from nbflow._threads import renew_after_fork
 from nbflow.concurrency._leases import Renewer
 from nbflow.exceptions import (
     AcquireConcurrencySlotTimeoutError,
@@ -45,6 +46,7 @@ _FAR_DELAY = 0.100  # cap for everyone else
 
 _warned: set[str] = set()  # names already warned about: one warning per name per process
 _warned_lock = threading.Lock()
+renew_after_fork(globals(), "_warned_lock")  # a fork while another thread holds it
 _services: weakref.WeakSet[LimitService] = weakref.WeakSet()
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import ipywidgets
 import traitlets
 
+from nbflow._threads import renew_after_fork
 from nbflow.exceptions import NbflowError
 
 __all__ = ["STATIC", "MonitorAssets", "check_bundle", "graphviz_source", "loader_source", "shared_assets"]
@@ -73,6 +74,7 @@ class MonitorAssets(ipywidgets.Widget):  # type: ignore[misc]
 
 _shared: MonitorAssets | None = None
 _lock = threading.Lock()
+renew_after_fork(globals(), "_lock")  # a fork while another thread holds it
 
 
 def shared_assets() -> MonitorAssets:

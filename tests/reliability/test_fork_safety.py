@@ -157,3 +157,71 @@ def test_a_child_forked_during_a_result_write_does_not_hold_its_lock(tmp_path: P
     finally:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
+
+
+HELD_DURING_A_FORK = """
+import os, signal, sys, threading, time
+from pathlib import Path
+from nbflow import flow, task
+import nbflow._runtime as runtime_module
+
+@task
+def one(i: int) -> int:
+    return i
+
+@flow
+def small(n: int) -> int:
+    return sum(one(i) for i in range(n))
+
+class SlowStream:  # the injected fault: a console whose writes take a while
+    def write(self, text):
+        time.sleep(0.2)
+        sys.stderr.write(text)
+    def flush(self):
+        pass
+
+which = sys.argv[1]
+small(1)  # the runtime exists; its console is ours
+if which == "console":
+    runtime_module.default_runtime().console._stream = SlowStream()
+    holder = threading.Thread(target=small, args=(3,))  # its lines are being written while we fork
+else:  # "runtime": another thread builds a runtime (importing a module, as that does) while we fork
+    Path("slowmod.py").write_text("import time\\ntime.sleep(0.5)\\n")
+    sys.path.insert(0, os.getcwd())
+    def build():
+        with runtime_module._default_lock:
+            import slowmod  # noqa: F401
+    holder = threading.Thread(target=build)
+holder.start()
+time.sleep(0.1)
+pid = os.fork()
+if pid == 0:
+    signal.alarm(20)  # a hung child dies (exit by signal) instead of hanging the test
+    if which == "console":
+        small(2)
+    else:
+        import slowmod  # noqa: F401
+    os._exit(0)
+holder.join()
+_, status = os.waitpid(pid, 0)
+print("child", status, flush=True)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["console", "runtime"])
+def test_a_fork_waits_for_a_console_line_or_a_runtime_being_built_on_another_thread(tmp_path: Path, which: str) -> None:
+    # A child inherited the console's lock (or stderr's) held by a thread writing a line, or the
+    # import lock of a module that a thread building the default runtime was importing, and hung on
+    # its first line or import. A fork now waits for both (injected: a slow console, a slow import).
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "held.py"
+    script.write_text(HELD_DURING_A_FORK)
+    env = {**os.environ, "NBFLOW_HOME": str(tmp_path / "home")}
+    run = subprocess.run([sys.executable, str(script), which], env=env, capture_output=True, text=True,
+                         timeout=120, cwd=str(tmp_path))
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "child 0", run.stdout + run.stderr
