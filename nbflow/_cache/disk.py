@@ -165,8 +165,9 @@ class ResultDisk:
         except sqlite3.DatabaseError as exc:
             # Not a database any more (truncated, overwritten): keep it aside for a post-mortem and
             # start empty rather than fail every run that touches the cache.
-            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-                raise DiskUnavailable(f"the result cache at {self.directory} is locked: {exc}") from exc
+            if isinstance(exc, sqlite3.OperationalError):  # locked, a full disk, an I/O error: not damage
+                raise DiskUnavailable(f"the result cache at {self.directory} cannot be opened now ({exc}); "
+                                      "it is kept as it is") from exc
             aside = self.directory.with_name(f"{self.directory.name}.corrupt-{int(time.time())}")
             try:
                 shutil.move(str(self.directory), str(aside))

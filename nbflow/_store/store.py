@@ -97,7 +97,8 @@ class Store:
             self.writer.flush()
         with self._lock, self._guard:
             if self._conn is None:
-                self._conn = db.connect(self.path)
+                with db.translate_errors(self.path):  # a full disk can refuse even a connection
+                    self._conn = db.connect(self.path)
             yield self._conn
 
     def write(self, work: Callable[[sqlite3.Connection], Any]) -> Any:

@@ -178,10 +178,14 @@ class Writer:
         self._wake.set()
         if done.wait(timeout):
             return True
-        print(f"nbflow: the run store {self.path} is busy (locked by another process?); run history is kept "
-              "and written when it frees up, or spooled for the next nbflow process if this one exits first.",
-              file=sys.stderr)
+        print(f"nbflow: the run store {self.path} {self._why()}; run history is kept and written when it can be, "
+              "or spooled for the next nbflow process if this one exits first.", file=sys.stderr)
         return False
+
+    def _why(self) -> str:
+        """Why batches are kept back, as the end of a sentence about the run store."""
+        return {"disk full": "is on a full disk", "disk I/O error": "cannot be written (disk I/O error)",
+                "locked": "is locked by another process"}.get(self._kept_for or "", "is busy (locked by another process?)")
 
     def close(self, timeout: float | None = FLUSH_TIMEOUT_S) -> None:
         """Write what is queued and stop the thread; what is still unwritten after ``timeout`` is spooled.
@@ -226,8 +230,7 @@ class Writer:
         if not unwritten:
             return
         runs = spool.count_runs(unwritten)
-        why = {"disk full": "is on a full disk", "disk I/O error": "cannot be written (disk I/O error)"}.get(
-            self._kept_for or "", "is locked by another process")
+        why = self._why()
         try:
             where = spool.write(self.path.parent, unwritten)
         except OSError as exc:
@@ -239,18 +242,41 @@ class Writer:
               f"{they} will be written by the next nbflow process that opens this home.", file=sys.stderr)
 
     # --- writer thread ------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection | None:
+        """The writer's connection. A full or failing disk can refuse even that: the events wait in
+        the queue and it is tried again (or they are spooled at exit). None: give up (reported)."""
+        while True:
+            conn = None
+            try:
+                with self._guard:
+                    conn = self._conn = db.connect(self.path)
+                    # Wait for another process's lock in short slices, the pauses between them outside
+                    # the fork guard (db.write retries): a fork never waits long for a writer that waits.
+                    conn.execute(f"PRAGMA busy_timeout={WRITER_BUSY_SLICE_MS}")
+                    conn.execute("PRAGMA cache_size=-16000")  # 16 MB: index pages of big runs stay in memory
+                    # Copying the WAL back into the database (a checkpoint, with an fsync) is done once
+                    # nothing has been written for CHECKPOINT_IDLE_S, not in the commit of a batch while
+                    # flows run; a long burst still checkpoints once the WAL reaches ~40 MB.
+                    conn.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_PAGES}")
+                    conn.execute("PRAGMA journal_size_limit=67108864")  # and the WAL shrinks back to 64 MB
+                return conn
+            except sqlite3.Error as exc:
+                if conn is not None:
+                    with self._guard:
+                        conn.close()
+                    self._conn = None
+                if not self._held_back(exc):
+                    self._report(exc)
+                    return None
+                if self._stopping or self._abandoned:
+                    return None
+                self._wake.wait(RETRY_KEPT_S)
+                self._wake.clear()
+
     def _loop(self) -> None:
-        with self._guard:
-            conn = self._conn = db.connect(self.path)
-            # Wait for another process's lock in short slices, the pauses between them outside the
-            # fork guard (db.write retries): a fork never waits long for a writer that only waits.
-            conn.execute(f"PRAGMA busy_timeout={WRITER_BUSY_SLICE_MS}")
-            conn.execute("PRAGMA cache_size=-16000")  # 16 MB: index pages of big runs stay in memory
-            # Copying the WAL back into the database (a checkpoint, with an fsync) is done once nothing
-            # has been written for CHECKPOINT_IDLE_S, not in the commit of a batch while flows run; a
-            # long burst still checkpoints once the WAL reaches ~40 MB.
-            conn.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_PAGES}")
-            conn.execute("PRAGMA journal_size_limit=67108864")  # and the WAL file shrinks back to 64 MB
+        conn = self._connect()
+        if conn is None:
+            return  # what is queued is spooled at exit
         dirty = False
         next_beat = time.monotonic() + self.heartbeat_seconds
         queue = self._queue

@@ -174,6 +174,7 @@ def test_a_store_on_a_full_disk_is_kept_and_flows_still_run(tmp_path: Path, smal
     assert seed.returncode == 0, seed.stderr
     with db(home) as conn:  # a run left Running by a dead process: opening the store must sweep (write)
         conn.execute("UPDATE flow_runs SET state_type = 'RUNNING', pid = 999999999, name = 'dead'")
+    conn.close()  # the last connection: SQLite removes -wal and -shm, which a full disk cannot make again
     filler = small_disk / "filler"
     with open(filler, "wb") as fh:
         try:
@@ -187,7 +188,11 @@ def test_a_store_on_a_full_disk_is_kept_and_flows_still_run(tmp_path: Path, smal
     assert run.returncode == 0 and run.stdout.strip() == str(sum(range(300))), run.stderr
     assert "disk" in run.stderr and "full" in run.stderr
     assert "corrupt" not in run.stderr and "move it away" not in run.stderr
+    assert "Traceback" not in run.stderr and "another process" not in run.stderr, run.stderr
     assert (home / "nbflow.db").exists()
+    assert sorted(p.name for p in home.iterdir() if p.name.startswith("cache")) == ["cache", "cache.key"]  # kept
+    while_full = nbflow(home, "flow-run", "ls")
+    assert "Traceback" not in while_full.stderr and while_full.returncode in (0, 2), while_full.stderr
     filler.unlink()
     listed = nbflow(home, "flow-run", "ls")
     assert listed.returncode == 0, listed.stderr
