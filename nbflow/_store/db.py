@@ -71,20 +71,19 @@ def prepare_home(home: Path) -> Path:
             f"NBFLOW_HOME {home} is not writable by this user: fix its permissions or set NBFLOW_HOME elsewhere."
         )
     path = home / DB_NAME
-    if path.exists():
-        tighten_dir(home)  # a home of an older nbflow, readable by others: private now
     _check_file(path)
-    _private_db(path)
+    try:
+        create_private_file(path)  # only if it is missing: 0600 before SQLite opens it
+    except OSError as exc:
+        raise ConfigurationError(f"Cannot create the run store {path}: {exc.strerror or exc}.") from None
     return path
 
 
-def _private_db(path: Path) -> None:
-    """A new database file is created 0600; ours from an older nbflow are made 0600 (chmod only)."""
-    try:
-        if not create_private_file(path):
-            make_private(path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"))
-    except OSError as exc:
-        raise ConfigurationError(f"Cannot create the run store {path}: {exc.strerror or exc}.") from None
+def _make_private(home: Path, path: Path) -> None:
+    """A home and store of an older nbflow, readable by others, become private (chmod only); called
+    once the file is known to be ours: another program's database keeps its mode."""
+    tighten_dir(home)
+    make_private(path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"))
 
 
 def _check_file(path: Path) -> None:
@@ -154,6 +153,7 @@ def open_database(home: Path) -> Path:
             _migrate(conn, path)
         finally:
             conn.close()
+    _make_private(home, path)
     return path
 
 

@@ -6,6 +6,7 @@ history is written once space returns; a file that is not nbflow's is left exact
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -213,13 +214,15 @@ def _foreign(path: Path, user_version: int) -> bytes:
 @pytest.mark.parametrize("user_version", [0, 2])
 def test_a_database_of_another_program_is_left_byte_for_byte_untouched(tmp_path: Path, user_version: int) -> None:
     home = tmp_path / "home"
-    home.mkdir()
+    home.mkdir(mode=0o700)
     before = _foreign(home / "nbflow.db", user_version)
+    os.chmod(home / "nbflow.db", 0o644)  # its owner's choice: not nbflow's to change
     with pytest.raises(ConfigurationError) as info:
         store_db.open_database(home)
     message = str(info.value)
     assert str(home / "nbflow.db") in message and "another program" in message and "untouched" in message
     assert (home / "nbflow.db").read_bytes() == before
+    assert oct(os.stat(home / "nbflow.db").st_mode & 0o777) == "0o644"
     assert sorted(p.name for p in home.iterdir()) == ["nbflow.db"]  # no -wal/-shm either
 
 
