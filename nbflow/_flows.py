@@ -226,7 +226,15 @@ def flow_entrypoint(fn: Any) -> str:
         code_file = getattr(getattr(fn, "__code__", None), "co_filename", None)
         if main_file and code_file and main_file.endswith(".py") and _same_path(main_file, code_file):
             return f"{os.path.abspath(main_file)}:{qualname}"
+    script = getattr(sys.modules.get(module), SCRIPT_MARK, None)  # a script a rerun loaded by its path
+    if script:
+        return f"{script}:{qualname}"
     return f"{module}:{qualname}"
+
+
+SCRIPT_MARK = "__nbflow_script__"
+"""Set on a script's module that a rerun imported by path: its flows are recorded under that path
+again, so a rerun of the rerun finds the script too."""
 
 
 def _same_path(a: str, b: str) -> bool:

@@ -194,7 +194,10 @@ def _load_script(path: Path) -> Any:
     name = f"nbflow_rerun_{path.stem}"
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
+    from nbflow._flows import SCRIPT_MARK
+
     module = importlib.util.module_from_spec(spec)
+    setattr(module, SCRIPT_MARK, str(path.resolve()))  # its flows' runs are recorded under this path
     sys.path.insert(0, str(path.parent))  # its sibling imports
     sys.modules[name] = module
     try:

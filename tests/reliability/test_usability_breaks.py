@@ -142,6 +142,13 @@ def test_a_rerun_of_a_guarded_script_runs_only_the_flow(tmp_path: Path) -> None:
     assert "1 of 1 task runs Cached" in done.stdout
     assert marker.exists()
     assert Path(f"{marker}.argv").read_text() == str(path)  # the script saw its own argv, not nbflow's
+    # The rerun is recorded under the script's path too, so it can be rerun in turn (it was recorded
+    # under the name of the module the rerun made up, which no process can import).
+    with recording(home) as runtime, runtime.store.reading() as conn:
+        (again_id, ref) = conn.execute("SELECT id, flow_ref FROM flow_runs WHERE rerun_of IS NOT NULL").fetchone()
+    assert ref == f"{path.resolve()}:nightly"
+    third = nbflow(home, "flow-run", "rerun", again_id)
+    assert third.returncode == 0 and "1 of 1 task runs Cached" in third.stdout, third.stderr
 
 
 # --- console lines in time order --------------------------------------------------------------------------
