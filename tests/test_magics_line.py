@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from _kernel import WIDGET, NotebookKernel, error, plain, result, stream
 
+pytestmark = pytest.mark.slow  # a real kernel per module
+
 
 @pytest.fixture(scope="module")
 def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NotebookKernel]:

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from _kernel import NotebookKernel, error, plain, stream
 
+pytestmark = pytest.mark.slow  # a real kernel per module
+
 STATE = "application/vnd.jupyter.widget-state+json"
 
 

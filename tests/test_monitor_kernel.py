@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from _kernel import WIDGET, NotebookKernel, plain, stream
 
+pytestmark = pytest.mark.slow  # a real kernel per module
+
 STATE = "application/vnd.jupyter.widget-state+json"
 
 

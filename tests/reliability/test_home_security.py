@@ -291,6 +291,7 @@ def test_a_large_result_file_without_this_homes_tag_is_never_loaded(tmp_path: Pa
     assert not planted.exists()  # dropped with its row, not left behind
 
 
+@pytest.mark.slow  # another process
 def test_entries_of_this_home_still_hit_in_another_process(tmp_path: Path) -> None:
     home = tmp_path / "home"
     runtime, _ = _cache_runtime(home)
@@ -360,6 +361,7 @@ def test_reading_history_never_imports_or_unpickles_what_a_row_names(tmp_path: P
     ("{missing}:produce", "is gone"),
     ("{text}:produce", ".py file"),
 ], ids=["space", "junk-qualname", "relative-path", "missing-file", "not-python"])
+@pytest.mark.slow  # a CLI subprocess per case
 def test_a_rerun_refuses_a_flow_ref_that_is_not_a_module_or_an_existing_script(tmp_path: Path, ref: str, why: str) -> None:
     home = tmp_path / "home"
     with recording(home):
