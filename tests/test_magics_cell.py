@@ -5,22 +5,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from _kernel import WIDGET, NotebookKernel, error, plain, result, stream
+from _kernel import WIDGET, NotebookKernel, error, nbflow_kernel, plain, result, stream
 
 pytestmark = pytest.mark.slow  # a real kernel per module
 
 
 @pytest.fixture(scope="module")
 def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NotebookKernel]:
-    with NotebookKernel(tmp_path_factory.mktemp("home")) as k:
-        k.run(
-            "%load_ext nbflow\n"
-            "import asyncio, logging\n"
-            "from nbflow import flow, task, get_run_logger\n"
-            "@task\n"
-            "def double(x):\n"
-            "    return 2 * x\n"
-        )
+    with nbflow_kernel(
+        tmp_path_factory.mktemp("home"),
+        "import asyncio, logging\n"
+        "from nbflow import flow, task, get_run_logger\n"
+        "@task\n"
+        "def double(x):\n"
+        "    return 2 * x\n"
+    ) as k:
         yield k
 
 
