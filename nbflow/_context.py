@@ -41,7 +41,7 @@ class FlowRunContext:
         flow_run: FlowRun,
         task_runner: TaskRunner,
         log_prints: bool,
-        parent: FlowRunContext | TaskRunContext | None,
+        parent: AnyContext | None,  # the context the run started in: a RootContext under use_runtime()
     ) -> None:
         self.runtime = runtime
         self.flow = flow
@@ -79,7 +79,7 @@ class FlowRunContext:
             return None
         held = entry[1]
         if held is value or (held.__class__ is weakref.ref and held() is value):
-            return entry[0]  # type: ignore[no-any-return]
+            return entry[0]
         return None
 
     def next_task_run_name(self, task_name: str) -> str:
@@ -111,8 +111,8 @@ current: ContextVar[AnyContext | None] = ContextVar("nbflow_current_run", defaul
 def flow_context() -> FlowRunContext | None:
     """The flow run the caller is in (also from inside one of its tasks), or None."""
     ctx = current.get()
-    if ctx is None or ctx.__class__ is RootContext:
-        return None
+    if ctx.__class__ is FlowRunContext:
+        return ctx
     if ctx.__class__ is TaskRunContext:
-        return ctx.flow_context  # type: ignore[union-attr]
-    return ctx  # type: ignore[return-value]
+        return ctx.flow_context
+    return None  # no run (None), or a RootContext: a runtime chosen outside any flow

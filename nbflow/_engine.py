@@ -14,7 +14,7 @@ import inspect
 import sys
 import threading
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import Any, final
 
 from nbflow._clock import Clock
 from nbflow._threads import start_thread
@@ -40,6 +40,7 @@ def cancellations() -> tuple[type[BaseException], ...]:
     return _STOPS if asyncio is None else (*_STOPS, asyncio.CancelledError)
 
 
+@final  # the drivers test `type(effect) is Call`: final lets the type checker narrow the else branch to Sleep
 class Call:
     """Effect: call ``fn(*args, **kwargs)``, stopping after ``timeout`` seconds if given.
 
@@ -55,6 +56,7 @@ class Call:
         self.is_async = inspect.iscoroutinefunction(fn) if is_async is None else is_async
 
 
+@final
 class Sleep:
     """Effect: wait ``seconds`` (on the runtime's clock)."""
 
@@ -94,10 +96,10 @@ def drive(lifecycle: Lifecycle, clock: Clock, loop_thread: Any, perform: Callabl
             return stop.value
         error = None
         try:
-            if effect.__class__ is Call:
-                reply = perform(effect) if perform else _call(effect, loop_thread)  # type: ignore[arg-type]
+            if type(effect) is Call:
+                reply = perform(effect) if perform else _call(effect, loop_thread)
             else:
-                clock.sleep(effect.seconds)  # type: ignore[union-attr]
+                clock.sleep(effect.seconds)
                 reply = None
         except BaseException as exc:  # noqa: BLE001 - handed to the lifecycle, which re-raises
             error, reply = exc, None
@@ -115,10 +117,10 @@ async def adrive(lifecycle: Lifecycle, clock: Clock) -> Any:
             return stop.value
         error = None
         try:
-            if effect.__class__ is Call:
-                reply = await _acall(effect)  # type: ignore[arg-type]
+            if type(effect) is Call:
+                reply = await _acall(effect)
             else:
-                await clock.asleep(effect.seconds)  # type: ignore[union-attr]
+                await clock.asleep(effect.seconds)
                 reply = None
         except BaseException as exc:  # noqa: BLE001
             error, reply = exc, None

@@ -46,7 +46,7 @@ class Flow(Generic[R]):
         self.isasync = inspect.iscoroutinefunction(fn)
         self.signature = inspect.signature(fn)
         self._validator: ParameterValidator | None = None
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     def with_options(self, **changes: Any) -> Flow[R]:
         """A copy with some options changed: ``etl.with_options(retries=2)``."""
@@ -95,7 +95,7 @@ class Flow(Generic[R]):
         return self._validator(parameters)
 
     def call_arguments(self, parameters: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
-        bound = inspect.BoundArguments(self.signature, parameters)  # type: ignore[arg-type]
+        bound = inspect.BoundArguments(self.signature, parameters)
         return bound.args, bound.kwargs
 
     def rerun(self, flow_run_id: str | None = None, *, return_state: bool = False) -> Any:
@@ -179,8 +179,8 @@ def flow_lifecycle(
 
 def _outcome_state(flow_run: FlowRun, outcome: Outcome, timeout: float | None, now: float) -> State:
     if outcome.timed_out:
-        error = FlowRunTimeoutError(f"Flow run {flow_run.name!r} exceeded timeout of {timeout} second(s)")
-        return states.TimedOut(f"Flow run exceeded timeout of {timeout} second(s)", data=error, timestamp=now)
+        timeout_error = FlowRunTimeoutError(f"Flow run {flow_run.name!r} exceeded timeout of {timeout} second(s)")
+        return states.TimedOut(f"Flow run exceeded timeout of {timeout} second(s)", data=timeout_error, timestamp=now)
     if outcome.error is not None:
         error = outcome.error
         return states.Failed(f"Flow run encountered an exception: {type(error).__name__}: {error}", data=error, timestamp=now)

@@ -13,7 +13,7 @@ import hashlib
 import struct
 import types
 import weakref
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from nbflow.exceptions import UnhashableInputError  # defined there: one error tree; importable here as before
@@ -66,7 +66,7 @@ def blame(exc: BaseException, item: Any, segment: str) -> Unhashable:
 
 def type_name(tp: type) -> str:
     module = getattr(tp, "__module__", None)
-    qualname = getattr(tp, "__qualname__", None) or getattr(tp, "__name__", "?")
+    qualname: str = getattr(tp, "__qualname__", "") or getattr(tp, "__name__", "?")
     return qualname if module in (None, "builtins") else f"{module}.{qualname}"
 
 
@@ -93,7 +93,7 @@ class Encoder:
         self.out.clear()
         self.hasher.update(buf)
 
-    def raw(self, data: bytes | memoryview) -> None:
+    def raw(self, data: bytes | bytearray | memoryview) -> None:
         self.out += b"%d:" % len(data)
         if len(data) > _BIG:
             self.big(data)  # type: ignore[arg-type]
@@ -207,14 +207,14 @@ def _enc_list(e: Encoder, o: list) -> None:
         e.leave(o)
 
 
-def ordered_keys(e: Encoder, keys: Collection[Any], label: str = "key") -> list[tuple[bytes | None, Any]]:
+def ordered_keys(e: Encoder, keys: Collection[Any], label: str = "key") -> Sequence[tuple[bytes | None, Any]]:
     """Keys in an order that depends only on their values: natural for all-str or all-int keys
     (cheap, and the common case), by content digest otherwise (mixed types, or types such as
     frozenset whose ``<`` is not a total order)."""
     first = type(next(iter(keys), None))
     if first in (str, int) and all(type(k) is first for k in keys):
         return [(None, k) for k in sorted(keys)]
-    digests = []
+    digests: list[tuple[bytes, Any]] = []
     for k in keys:
         try:
             digests.append((e.sub_digest(k), k))

@@ -22,6 +22,9 @@ from nbflow._hashing import BUILTIN_BASES, Encoder, Handler, Unhashable, blame, 
 
 __all__ = ["choose"]
 
+# What object.__reduce_ex__ names as the default constructor; typeshed's copyreg stub leaves it out.
+_NEWOBJ: Any = vars(copyreg)["__newobj__"]
+
 
 # ---- stdlib values --------------------------------------------------------------------------------
 
@@ -141,7 +144,7 @@ def _enc_object(e: Encoder, o: Any) -> None:
         e.leave(o)
         return
     func, args, state, items, dict_items = (tuple(rv) + (None,) * 5)[:5]
-    if func is copyreg.__newobj__ and args and args[0] is tp:
+    if func is _NEWOBJ and args and args[0] is tp:
         func, args = None, args[1:]  # the default: the class is written already
     elif isinstance(func, type):
         func = type_name(func)  # by name, like the instance's own class

@@ -49,7 +49,7 @@ class _BusHandler(logging.Handler):
 _LOGGER.addHandler(_BusHandler())
 
 
-class RunLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+class RunLogger(logging.LoggerAdapter):
     """A logger bound to one run: ``logger.info("...")`` lands in that run's log.
 
     Its threshold is the run's runtime's level (``NBFLOW_LOGGING_LEVEL``), held here rather than set
@@ -82,7 +82,7 @@ def get_run_logger() -> RunLogger:
             "get_run_logger() works only inside a flow or task run; use logging.getLogger(...) elsewhere."
         )
     if ctx.__class__ is TaskRunContext:
-        run: FlowRun | TaskRun = ctx.task_run  # type: ignore[union-attr]
+        run: FlowRun | TaskRun = ctx.task_run
         name = "nbflow.task_runs"
     else:
         run = ctx.flow_run  # type: ignore[union-attr]

@@ -80,9 +80,12 @@ class _RunOptions:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once, here
-        if self.name is not None and not isinstance(self.name, str):
-            hint = " (did you mean to call it?)" if callable(self.name) else ""
-            raise TypeError(f"name must be a string, got {type(self.name).__name__}{hint}")
+        # The fields' types are what the engine reads after this method; what callers pass can be
+        # anything (a timedelta for a timeout, one tag as a str, a function for a name): check it as Any.
+        given: Any = self.name
+        if given is not None and not isinstance(given, str):
+            hint = " (did you mean to call it?)" if callable(given) else ""
+            raise TypeError(f"name must be a string, got {type(given).__name__}{hint}")
         if not isinstance(self.retries, int) or isinstance(self.retries, bool) or self.retries < 0:
             raise ValueError(f"retries must be a whole number >= 0, got {self.retries!r}")
         delay = self.retry_delay_seconds
@@ -95,10 +98,11 @@ class _RunOptions:
                 )
         if self.retry_jitter_factor is not None and not 0 <= self.retry_jitter_factor < math.inf:
             raise ValueError(f"retry_jitter_factor must be >= 0, got {self.retry_jitter_factor!r}")
-        if self.timeout_seconds is not None:
-            if isinstance(self.timeout_seconds, timedelta):
-                set_(self, "timeout_seconds", self.timeout_seconds.total_seconds())
-            timeout = self.timeout_seconds
+        timeout: Any = self.timeout_seconds
+        if timeout is not None:
+            if isinstance(timeout, timedelta):
+                timeout = timeout.total_seconds()
+                set_(self, "timeout_seconds", timeout)
             if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
                 raise ValueError(f"timeout_seconds must be a number > 0, got {self.timeout_seconds!r}")
         for name in ("flow_run_name", "task_run_name"):
@@ -133,7 +137,8 @@ class TaskOptions(_RunOptions):
                 )
         if self.cache_key_fn is not None and not callable(self.cache_key_fn):
             raise TypeError(f"cache_key_fn must be a function (context, parameters) -> str, got {self.cache_key_fn!r}")
-        tags = (self.tags,) if isinstance(self.tags, str) else tuple(self.tags)
+        given: Any = self.tags
+        tags = (given,) if isinstance(given, str) else tuple(given)
         if not all(isinstance(t, str) for t in tags):
             raise TypeError(f"tags must be strings, got {self.tags!r}")
         object.__setattr__(self, "tags", tags)

@@ -20,6 +20,7 @@ import sys
 import sysconfig
 import textwrap
 import types
+from collections.abc import Callable
 from typing import Any
 
 from nbflow._hashing import digest_bytes
@@ -75,11 +76,11 @@ def _is_user_module(name: str | None, filename: str | None = None) -> bool:
     if cached is not None:
         return cached
     module = sys.modules.get(name) if name is not None else None
-    if module is None:  # exec()'d with a made-up __name__: judge by the code's file, every time
-        return bool(filename) and _is_user_file(filename)  # type: ignore[arg-type]
+    if name is None or module is None:  # exec()'d with a made-up __name__: judge by the code's file, every time
+        return bool(filename and _is_user_file(filename))
     file = getattr(module, "__file__", None)
-    result = bool(file) and not (name == "nbflow" or name.startswith("nbflow.")) and _is_user_file(file)  # type: ignore[union-attr]
-    _USER_MODULES[name] = result  # type: ignore[index]
+    result = bool(file and not (name == "nbflow" or name.startswith("nbflow.")) and _is_user_file(file))
+    _USER_MODULES[name] = result
     return result
 
 
@@ -341,7 +342,7 @@ def _value_digest(value: Any, walk: _Walk, constants: bool) -> bytes | None:
 _RESULTS: dict[int, tuple[Any, _Walk, str]] = {}
 
 
-def _cached(target: Any, compute: Any) -> str:
+def _cached(target: Any, compute: Callable[[_Walk], str]) -> str:
     hit = _RESULTS.get(id(target))
     if hit is not None and hit[0] is target and hit[1].still_valid():
         return hit[2]

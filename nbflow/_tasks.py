@@ -33,14 +33,15 @@ class Task(Generic[R]):
             raise TypeError(f"@task needs a function, got {fn!r}")
         self.fn = fn
         self.options = options
-        self.name: str = options.name or getattr(fn, "__name__", type(fn).__name__)
+        fallback: str = getattr(fn, "__name__", type(fn).__name__)  # a callable object may have no __name__
+        self.name = options.name or fallback
         self.task_key = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', self.name)}"
         self.isasync = inspect.iscoroutinefunction(fn)
         self.signature = inspect.signature(fn)
         params = self.signature.parameters.values()
         self._names = tuple(p.name for p in params)
         self._simple = all(p.kind in _SIMPLE_KINDS for p in params)
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     def with_options(self, **changes: Any) -> Task[R]:
         """A copy of this task with some options changed: ``fetch.with_options(retries=3)``."""
@@ -133,7 +134,7 @@ class Task(Generic[R]):
         return dict(bound.arguments)
 
     def _with_defaults(self, arguments: dict[str, Any]) -> dict[str, Any]:
-        bound = inspect.BoundArguments(self.signature, arguments)  # type: ignore[arg-type]
+        bound = inspect.BoundArguments(self.signature, arguments)
         bound.apply_defaults()
         return dict(bound.arguments)
 
@@ -141,7 +142,7 @@ class Task(Generic[R]):
         """``(args, kwargs)`` to call the function with, from parameters by name."""
         if self._simple:
             return (), parameters
-        bound = inspect.BoundArguments(self.signature, parameters)  # type: ignore[arg-type]
+        bound = inspect.BoundArguments(self.signature, parameters)
         return bound.args, bound.kwargs
 
     def task_run_name_for(self, parameters: dict[str, Any]) -> str | None:

@@ -62,7 +62,7 @@ class NbflowFuture:
 PrefectFuture = NbflowFuture  # the name Prefect users reach for
 
 
-class FutureList(list):  # type: ignore[type-arg]
+class FutureList(list):
     """What ``task.map(...)`` returns: a list of futures that can be waited on or resolved at once."""
 
     def wait(self, timeout: float | None = None) -> None:

@@ -105,7 +105,7 @@ class _Job:
         waiter = threading.Lock()
         waiter.acquire()
         with self.pool.lock:
-            if self._done:
+            if self.done():  # help() may have run it here, or a worker finished it since the check above
                 return True
             if self._waiters is None:
                 self._waiters = []

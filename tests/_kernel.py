@@ -10,6 +10,8 @@ import os
 import re
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +19,14 @@ import nbformat
 from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 
-__all__ = ["NotebookKernel", "stream", "error", "result", "plain", "ANSI", "WIDGET"]
+__all__ = ["NotebookKernel", "nbflow_kernel", "widget_models", "stream", "error", "result", "plain", "ANSI", "WIDGET",
+           "WIDGET_STATE"]
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 WIDGET = "application/vnd.jupyter.widget-view+json"
 """The MIME type of a widget in a cell's outputs."""
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+"""The key of the widgets' saved state in a notebook's metadata."""
 
 
 class NotebookKernel:
@@ -74,6 +79,23 @@ class NotebookKernel:
         """Size of the notebook as it would be saved, outputs and widget state included."""
         self.client.set_widgets_metadata()  # what nbclient's execute() does when it finishes
         return len(nbformat.writes(self.nb).encode())
+
+
+@contextmanager
+def nbflow_kernel(home: Path, setup: str) -> Iterator[NotebookKernel]:
+    """A kernel with ``%load_ext nbflow`` loaded and ``setup`` run: a test module's shared kernel.
+
+    A setup cell that fails stops here, with its error, rather than as a NameError in every test."""
+    with NotebookKernel(home) as kernel:
+        cell = kernel.run("%load_ext nbflow\n" + setup)
+        failed = error(cell)
+        assert failed is None, f"the kernel's setup cell failed:\n{failed['traceback']}"
+        yield kernel
+
+
+def widget_models(kernel: NotebookKernel) -> dict[str, Any]:
+    """The saved state of every widget model the notebook holds, by model id (as a saved notebook keeps it)."""
+    return kernel.nb.metadata["widgets"][WIDGET_STATE]["state"]
 
 
 def stream(cell: Any, name: str = "stderr") -> str:

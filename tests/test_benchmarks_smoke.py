@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the benchmark script in subprocesses (its quick table: ~12 s, with a real kernel)
+
 REPO = Path(__file__).resolve().parents[1]
 COMPARE = REPO / "benchmarks" / "compare.py"
 
@@ -20,7 +22,6 @@ def run_compare(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.slow  # ~12 s: other features' benchmark modules (hashing, a real kernel) run too
 def test_quick_nbflow_only_prints_the_table_and_json(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = run_compare("--quick", "--only", "nbflow", "--json", str(out), tmp_path=tmp_path)

@@ -29,6 +29,7 @@ def _fill(home):
     return h
 
 
+@pytest.mark.slow  # CLI subprocesses
 def test_ls_stats_and_clear_by_task(tmp_path):
     home = tmp_path / "home"
     assert nbflow_cli("cache", "ls", home=home).stdout.strip() == "No cached results."
@@ -51,6 +52,7 @@ def test_ls_stats_and_clear_by_task(tmp_path):
     assert [e["task"] for e in json.loads(nbflow_cli("cache", "ls", "--json", home=home).stdout)] == ["model"]
 
 
+@pytest.mark.slow  # CLI subprocesses
 def test_clear_older_than(tmp_path):
     home = tmp_path / "home"
     _fill(home)

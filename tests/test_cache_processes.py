@@ -12,6 +12,8 @@ import time
 import pytest
 from cache_support import REPO, run_python
 
+pytestmark = pytest.mark.slow  # new processes and kernel restarts
+
 PIPELINE = '''
 import os
 from nbflow import flow, task

@@ -235,6 +235,7 @@ def _marks(folder):
     return (folder / "counter.txt").read_text().split()
 
 
+@pytest.mark.slow  # a CLI subprocess
 def test_cli_rerun_from_another_process(project):
     folder, env = project
     run_python("from etl_mod import etl; etl(5)", folder / "home", env=env, cwd=folder)
@@ -248,6 +249,7 @@ def test_cli_rerun_from_another_process(project):
     assert latest.id != run_id
 
 
+@pytest.mark.slow  # a CLI subprocess
 def test_cli_rerun_of_a_flow_in_a_script(project):
     folder, env = project
     script = folder / "scripts" / "nightly.py"
@@ -270,6 +272,7 @@ def tmp_cwd(folder):
     return other  # the script is found by its recorded path, not the current folder
 
 
+@pytest.mark.slow  # a CLI subprocess
 def test_cli_rerun_of_a_notebook_flow_says_to_rerun_it_there(tmp_path):
     code = """
     from nbflow import flow, task
@@ -291,6 +294,7 @@ def test_cli_rerun_of_a_notebook_flow_says_to_rerun_it_there(tmp_path):
     assert f"%flow rerun {run_id[:8]}" in message and "typed_in_a_repl.rerun(" in message
 
 
+@pytest.mark.slow  # a CLI subprocess
 def test_cli_rerun_unknown_run_is_one_line(tmp_path):
     run_python("from nbflow import flow\n@flow\ndef f():\n    return 1\nf()\n", tmp_path / "home")
     result = nbflow_cli("flow-run", "rerun", "nope", home=tmp_path / "home")
@@ -314,6 +318,7 @@ def nb_etl(n: int):
 '''
 
 
+@pytest.mark.slow  # two kernels
 def test_rerun_after_a_kernel_restart(project):
     jupyter_client = pytest.importorskip("jupyter_client")
     from test_cache_processes import _execute

@@ -33,6 +33,7 @@ def home(tmp_path) -> Iterator[Path]:
         yield home
 
 
+@pytest.mark.slow  # CLI subprocesses
 def test_create_ls_update_reset_delete_round_trip(home):
     assert nbflow(home, "create", "db", "3").stdout == "Created concurrency limit 'db': 3 slot(s).\n"
     made = nbflow(home, "create", "api-rate", "10", "--slot-decay-per-second", "2.5")
@@ -51,6 +52,7 @@ def test_create_ls_update_reset_delete_round_trip(home):
     assert listed[0]["name"] == "api-rate" and listed[0]["slot_decay_per_second"] == 2.5
 
 
+@pytest.mark.slow  # another process
 def test_inspect_shows_limit_active_slots_and_holders_of_another_process(home):
     limits.create("db", 2)
     holder = subprocess.Popen(
@@ -95,6 +97,7 @@ def test_bad_limits_exit_2_with_one_line_and_store_nothing(home, args, message):
     assert limits.ls() == []
 
 
+@pytest.mark.slow  # CLI subprocesses
 def test_unknown_and_duplicate_names_exit_2(home):
     assert nbflow(home, "create", "db", "1").returncode == 0
     duplicate = nbflow(home, "create", "db", "4")

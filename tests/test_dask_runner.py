@@ -12,6 +12,8 @@ distributed = pytest.importorskip("distributed")
 from nbflow import flow, get_run_logger, task  # noqa: E402
 from nbflow.dask import DaskTaskRunner  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a Dask cluster of worker processes
+
 
 @pytest.fixture(scope="module")
 def cluster():

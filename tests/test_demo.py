@@ -6,6 +6,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # runs `nbflow demo` in a subprocess
+
 
 def test_demo_runs_then_reruns_from_the_cache(tmp_path):
     env = {**os.environ, "NBFLOW_HOME": str(tmp_path / "home")}

@@ -103,6 +103,7 @@ def _ids(page: Path) -> str:
     return str(page.relative_to(ROOT))
 
 
+@pytest.mark.slow  # a fresh process per page
 @pytest.mark.parametrize("page", [p for p in pages() if runnable(p) and not in_kernel(p)], ids=_ids)
 def test_python_examples_run(page: Path, tmp_path: Path) -> None:
     """Every ```python block runs, the page's blocks in order, in a fresh process with its own home."""
@@ -190,6 +191,7 @@ def _subcommands(parser) -> dict[str, set[str]]:
     return result
 
 
+@pytest.mark.slow  # runs `nbflow ... --help` for every command the docs name
 def test_commands_named_in_the_docs_exist() -> None:
     named = named_commands()
     assert ("demo",) in named and ("flow-run", "ls") in named  # the scan finds commands at all

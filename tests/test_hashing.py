@@ -77,6 +77,7 @@ CROSS_PROCESS_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # subprocesses
 def test_equal_inputs_hash_equal_in_separate_processes_with_different_hash_seeds() -> None:
     pytest.importorskip("numpy")
     pytest.importorskip("pandas")

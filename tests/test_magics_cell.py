@@ -5,20 +5,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from _kernel import WIDGET, NotebookKernel, error, plain, result, stream
+from _kernel import WIDGET, NotebookKernel, error, nbflow_kernel, plain, result, stream
+
+pytestmark = pytest.mark.slow  # a real kernel per module
 
 
 @pytest.fixture(scope="module")
 def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NotebookKernel]:
-    with NotebookKernel(tmp_path_factory.mktemp("home")) as k:
-        k.run(
-            "%load_ext nbflow\n"
-            "import asyncio, logging\n"
-            "from nbflow import flow, task, get_run_logger\n"
-            "@task\n"
-            "def double(x):\n"
-            "    return 2 * x\n"
-        )
+    with nbflow_kernel(
+        tmp_path_factory.mktemp("home"),
+        "import asyncio, logging\n"
+        "from nbflow import flow, task, get_run_logger\n"
+        "@task\n"
+        "def double(x):\n"
+        "    return 2 * x\n"
+    ) as k:
         yield k
 
 
@@ -183,7 +184,6 @@ def test_a_decorated_flow_called_in_a_cell_gets_a_monitor_unless_turned_off(kern
     assert not any(WIDGET in o.get("data", {}) for o in hidden.outputs)
 
 
-@pytest.mark.slow
 def test_task_runner_dask_runs_submitted_tasks_on_dask(kernel: NotebookKernel) -> None:
     cell = kernel.run(
         "%%flow on-dask --task-runner dask --no-monitor\n"

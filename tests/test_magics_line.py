@@ -10,29 +10,30 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _kernel import WIDGET, NotebookKernel, error, plain, result, stream
+from _kernel import WIDGET, NotebookKernel, error, nbflow_kernel, plain, result, stream
+
+pytestmark = pytest.mark.slow  # a real kernel per module
 
 
 @pytest.fixture(scope="module")
 def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NotebookKernel]:
-    with NotebookKernel(tmp_path_factory.mktemp("home")) as k:
-        k.run(
-            "%load_ext nbflow\n"
-            "from nbflow import flow, task\n"
-            "calls = []\n"
-            "@task\n"
-            "def load(n):\n"
-            "    calls.append('load')\n"
-            "    return list(range(n))\n"
-            "@task\n"
-            "def scale(xs):\n"
-            "    calls.append('scale')\n"
-            "    return [x * 10 for x in xs]\n"
-            "@task\n"
-            "def total(xs):\n"
-            "    calls.append('total')\n"
-            "    return sum(xs)\n"
-        )
+    with nbflow_kernel(
+        tmp_path_factory.mktemp("home"),
+        "from nbflow import flow, task\n"
+        "calls = []\n"
+        "@task\n"
+        "def load(n):\n"
+        "    calls.append('load')\n"
+        "    return list(range(n))\n"
+        "@task\n"
+        "def scale(xs):\n"
+        "    calls.append('scale')\n"
+        "    return [x * 10 for x in xs]\n"
+        "@task\n"
+        "def total(xs):\n"
+        "    calls.append('total')\n"
+        "    return sum(xs)\n"
+    ) as k:
         k.run("%%flow pipeline\nscaled = scale(load(4))\ntotal(scaled)")
         yield k
 

@@ -7,33 +7,32 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _kernel import NotebookKernel, error, plain, stream
+from _kernel import NotebookKernel, error, nbflow_kernel, plain, stream, widget_models
 
-STATE = "application/vnd.jupyter.widget-state+json"
+pytestmark = pytest.mark.slow  # a real kernel per module
 
 
 @pytest.fixture(scope="module")
 def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NotebookKernel]:
-    with NotebookKernel(tmp_path_factory.mktemp("home")) as k:
-        k.run(
-            "%load_ext nbflow\n"
-            "import pathlib, time\n"
-            "from nbflow import flow, task\n"
-            "from nbflow.jupyter._session import active_session\n"
-            "@task\n"
-            "def inc(x):\n"
-            "    return x + 1\n"
-            "@task\n"
-            "def add(x, y):\n"
-            "    return x + y\n"
-        )
+    with nbflow_kernel(
+        tmp_path_factory.mktemp("home"),
+        "import pathlib, time\n"
+        "from nbflow import flow, task\n"
+        "from nbflow.jupyter._session import active_session\n"
+        "@task\n"
+        "def inc(x):\n"
+        "    return x + 1\n"
+        "@task\n"
+        "def add(x, y):\n"
+        "    return x + y\n"
+    ) as k:
         yield k
 
 
 def saved_snapshot(kernel: NotebookKernel, flow_name: str) -> dict[str, Any]:
     """The final picture of the latest monitor of ``flow_name``, as the saved notebook holds it."""
     kernel.notebook_bytes()  # writes the widget state into the notebook's metadata
-    models = kernel.nb.metadata["widgets"][STATE]["state"].values()
+    models = widget_models(kernel).values()
     snapshots = [m["state"]["snapshot"] for m in models if "snapshot" in m["state"]]
     mine = [s for s in snapshots if s.get("run", {}).get("flow") == flow_name]
     assert mine, f"no monitor of flow {flow_name!r} in the saved widget state"
@@ -124,7 +123,7 @@ def test_a_saved_notebook_keeps_the_monitors_front_end_once(kernel: NotebookKern
     for n in range(3):
         kernel.run(f"%%flow small-{n}\ninc({n})")
     growth = (kernel.notebook_bytes() - before) / 3
-    models = kernel.nb.metadata["widgets"][STATE]["state"]
+    models = widget_models(kernel)
     fronts = [model_id for model_id, m in models.items() if "esm" in m["state"]]
     monitors = [m["state"] for m in models.values() if m["model_name"] == "AnyModel"]
     assert len(fronts) == 1, "the front-end is saved once, whatever the number of monitors"

@@ -9,36 +9,35 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _kernel import WIDGET, NotebookKernel, plain, stream
+from _kernel import WIDGET, NotebookKernel, nbflow_kernel, plain, stream, widget_models
 
-STATE = "application/vnd.jupyter.widget-state+json"
+pytestmark = pytest.mark.slow  # a real kernel per module
 
 
 @pytest.fixture(scope="module")
 def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NotebookKernel]:
-    with NotebookKernel(tmp_path_factory.mktemp("home")) as k:
-        k.run(
-            "%load_ext nbflow\n"
-            "import nbflow, nbflow.runs\n"
-            "from nbflow import flow, task\n"
-            "from nbflow.jupyter import no_monitor\n"
-            "@task\n"
-            "def load(i):\n"
-            "    return i\n"
-            "@task\n"
-            "def check(x):\n"
-            "    if x == 2:\n"
-            "        raise ValueError('row 2 is broken')\n"
-            "    return x\n"
-            "@flow(name='inner')\n"
-            "def inner():\n"
-            "    return load(100)\n"
-            "@flow(name='etl')\n"
-            "def etl():\n"
-            "    checked = [check.submit(load.submit(i)) for i in range(3)]\n"
-            "    inner()\n"
-            "    return [c.wait() for c in checked]\n"
-        )
+    with nbflow_kernel(
+        tmp_path_factory.mktemp("home"),
+        "import nbflow, nbflow.runs\n"
+        "from nbflow import flow, task\n"
+        "from nbflow.jupyter import no_monitor\n"
+        "@task\n"
+        "def load(i):\n"
+        "    return i\n"
+        "@task\n"
+        "def check(x):\n"
+        "    if x == 2:\n"
+        "        raise ValueError('row 2 is broken')\n"
+        "    return x\n"
+        "@flow(name='inner')\n"
+        "def inner():\n"
+        "    return load(100)\n"
+        "@flow(name='etl')\n"
+        "def etl():\n"
+        "    checked = [check.submit(load.submit(i)) for i in range(3)]\n"
+        "    inner()\n"
+        "    return [c.wait() for c in checked]\n"
+    ) as k:
         yield k
 
 
@@ -56,7 +55,7 @@ def run_name(cell: Any) -> str:
 def saved_snapshot(kernel: NotebookKernel, name: str) -> dict[str, Any]:
     """The final picture of the monitor of flow run ``name``, as the saved notebook holds it."""
     kernel.notebook_bytes()  # writes the widget state into the notebook's metadata
-    models = kernel.nb.metadata["widgets"][STATE]["state"].values()
+    models = widget_models(kernel).values()
     mine = [m["state"]["snapshot"] for m in models if m["state"].get("snapshot", {}).get("run", {}).get("name") == name]
     assert mine, f"no monitor of flow run {name!r} in the saved widget state"
     return mine[-1]

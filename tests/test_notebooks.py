@@ -10,6 +10,8 @@ import pytest
 from _kernel import WIDGET
 from nbclient import NotebookClient
 
+pytestmark = pytest.mark.slow  # real kernels execute every notebook
+
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
 

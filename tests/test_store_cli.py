@@ -139,6 +139,7 @@ talk()
 """
 
 
+@pytest.mark.slow  # another process
 def test_logs_follow_prints_lines_of_a_run_in_another_process_until_it_ends(tmp_path: Path) -> None:
     home, attached = tmp_path / "home", tmp_path / "attached"
     talker = start([str(script(tmp_path / "talk.py", FOLLOWED)), str(attached)], home)
@@ -162,6 +163,7 @@ def test_logs_follow_prints_lines_of_a_run_in_another_process_until_it_ends(tmp_
                      "Flow run 'followed' - Finished in state Completed()"]
 
 
+@pytest.mark.slow  # another process
 def test_delete_refuses_a_running_run(tmp_path: Path) -> None:
     home, release = tmp_path / "home", tmp_path / "release"
     holder = start([str(script(tmp_path / "hold.py", f"""

@@ -103,6 +103,7 @@ def test_the_run_is_committed_when_the_flow_call_returns(tmp_path: Path) -> None
     assert last == "Finished in state Completed()"
 
 
+@pytest.mark.slow  # waits out a held lock: seconds by design
 def test_a_locked_store_delays_a_flow_call_a_few_seconds_at_most(tmp_path: Path) -> None:
     home = tmp_path / "home"
     with recording(home) as runtime:

@@ -14,6 +14,10 @@ table and ``Cache._sql``/``_con``/``_disk`` have been stable since 4.0):
   streamed, temp + rename) and record as diskcache's own file rows (``MODE_BINARY``). A row whose file
   is still being written has mode ``MODE_WRITING``, which diskcache does not know (it reads as a miss).
 - listing: ``nbflow cache ls`` needs each entry's tag, size and store time, which only the table has.
+
+This module and ``forksafe.py`` (diskcache's per-thread connections) are the only ones in nbflow that
+touch diskcache's private parts; ``tests/test_checks_diskcache.py`` checks what both rely on (the
+table's columns, its (key, raw) index and triggers, the mode constants, ``_sql``/``_con``/``_disk``/``_local``).
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ cut in half, or that the child must not make (see ``nbflow._forkguard``): a thre
 its connection inside the cache's ``ForkGuard`` here, and a forked child keeps every connection it
 inherited, its own thread's and (as CPython frees the other threads' thread-locals in the child) the
 gone threads', without closing them.
+
+This module (``Cache._con`` and ``_local``) and ``disk.py`` (the ``Cache`` table) are the only ones in
+nbflow that touch diskcache's private parts; ``tests/test_checks_diskcache.py`` checks what both rely on.
 """
 
 from __future__ import annotations

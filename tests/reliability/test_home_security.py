@@ -13,10 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from cache_support import CacheHarness
 from store_support import env, nbflow, recording, script
 
 from nbflow import flow, task
-from nbflow._runtime import Runtime, use_runtime
+from nbflow._runtime import Runtime
 from nbflow._settings import Settings
 from nbflow.cache_policies import INPUTS
 from nbflow.exceptions import ConfigurationError
@@ -154,17 +155,6 @@ class _Plant:
         return (Path.touch, (self.marker,))
 
 
-def _cache_runtime(home: Path) -> tuple[Runtime, list[str]]:
-    from nbflow._events import LogEmitted
-
-    warnings: list[str] = []
-    runtime = Runtime.from_settings(
-        Settings(home=str(home), store_enabled=False), console=False,
-        subscribers=(lambda e: warnings.append(e.message) if isinstance(e, LogEmitted) and e.level == 30 else None,),
-    )
-    return runtime, warnings
-
-
 def _overwrite_values(home: Path, value: bytes) -> int:
     with sqlite3.connect(str(home / "cache" / "cache.db")) as conn:
         return conn.execute("UPDATE Cache SET value = ? WHERE filename IS NULL", (value,)).rowcount
@@ -172,15 +162,13 @@ def _overwrite_values(home: Path, value: bytes) -> int:
 
 def test_a_pickle_planted_in_the_cache_is_never_loaded_and_the_task_recomputes(tmp_path: Path) -> None:
     home, marker = tmp_path / "home", tmp_path / "planted-code-ran"
-    runtime, _ = _cache_runtime(home)
-    with use_runtime(runtime):
+    with CacheHarness(home):
         fetch(10)
-    runtime.cache.flush(10)
     assert _overwrite_values(home, pickle.dumps(_Plant(marker))) == 1
 
-    again, warnings = _cache_runtime(home)
-    with use_runtime(again):
+    with CacheHarness(home) as again:
         assert fetch(10) == ("Completed", b"x" * 10)
+    warnings = again.warnings()
     assert not marker.exists()
     assert len(warnings) == 1 and "not written by nbflow for this home" in warnings[0], warnings
 
@@ -188,16 +176,14 @@ def test_a_pickle_planted_in_the_cache_is_never_loaded_and_the_task_recomputes(t
 def test_an_entry_copied_from_another_home_is_a_miss(tmp_path: Path) -> None:
     first, second = tmp_path / "first", tmp_path / "second"
     for home in (first, second):
-        runtime, _ = _cache_runtime(home)
-        with use_runtime(runtime):
+        with CacheHarness(home):
             fetch(10)
-        runtime.cache.flush(10)
     with sqlite3.connect(str(first / "cache" / "cache.db")) as conn:
         (theirs,) = conn.execute("SELECT value FROM Cache").fetchone()  # tagged with the first home's key
     assert _overwrite_values(second, theirs) == 1
-    runtime, warnings = _cache_runtime(second)
-    with use_runtime(runtime):
+    with CacheHarness(second) as again:
         assert fetch(10)[0] == "Completed"
+    warnings = again.warnings()
     assert len(warnings) == 1 and "not written by nbflow for this home" in warnings[0]
     assert oct(mode(second / "cache.key")) == "0o600"
 
@@ -205,15 +191,13 @@ def test_an_entry_copied_from_another_home_is_a_miss(tmp_path: Path) -> None:
 def test_a_row_planted_in_diskcaches_own_pickle_mode_is_never_unpickled(tmp_path: Path) -> None:
     # diskcache unpickles a row of its MODE_PICKLE (4) itself when asked to fetch it: never asked.
     home, marker = tmp_path / "home", tmp_path / "planted-code-ran"
-    runtime, _ = _cache_runtime(home)
-    with use_runtime(runtime):
+    with CacheHarness(home):
         fetch(10)
-    runtime.cache.flush(10)
     with sqlite3.connect(str(home / "cache" / "cache.db")) as conn:
         conn.execute("UPDATE Cache SET mode = 4, value = ?", (pickle.dumps(_Plant(marker)),))
-    again, warnings = _cache_runtime(home)
-    with use_runtime(again):
+    with CacheHarness(home) as again:
         assert fetch(10) == ("Completed", b"x" * 10)
+    warnings = again.warnings()
     assert not marker.exists()
     assert len(warnings) == 1 and "not written by nbflow for this home" in warnings[0], warnings
 
@@ -222,20 +206,18 @@ def test_an_entry_moved_to_another_key_is_a_miss_not_a_wrong_result(tmp_path: Pa
     # Someone who can write the cache swaps fetch(10)'s stored value into fetch(20)'s row: the tag
     # covers the key, so fetch(20) recomputes instead of returning ten bytes.
     home = tmp_path / "home"
-    runtime, _ = _cache_runtime(home)
-    with use_runtime(runtime):
+    with CacheHarness(home):
         fetch(10)
         fetch(20)
-    runtime.cache.flush(10)
     with sqlite3.connect(str(home / "cache" / "cache.db")) as conn:
         rows = conn.execute("SELECT rowid, value FROM Cache ORDER BY length(value)").fetchall()
         assert len(rows) == 2
         conn.execute("UPDATE Cache SET value = ? WHERE rowid = ?", (rows[0][1], rows[1][0]))
     conn.close()
-    again, warnings = _cache_runtime(home)
-    with use_runtime(again):
+    with CacheHarness(home) as again:
         assert fetch(20) == ("Completed", b"x" * 20)
         assert fetch(10) == ("Cached", b"x" * 10)
+    warnings = again.warnings()
     assert len(warnings) == 1, warnings
 
 
@@ -244,17 +226,14 @@ def test_a_row_naming_a_file_outside_the_cache_never_reads_or_deletes_it(tmp_pat
     # make nbflow read, or delete, a file outside the cache.
     home, victim = tmp_path / "home", tmp_path / "victim.txt"
     victim.write_text("keep me")
-    runtime, _ = _cache_runtime(home)
-    with use_runtime(runtime):
+    with CacheHarness(home):
         fetch(BIG)
-    runtime.cache.flush(10)
     with sqlite3.connect(str(home / "cache" / "cache.db")) as conn:
         conn.execute("UPDATE Cache SET filename = ? WHERE filename IS NOT NULL", (str(Path("..", "..", "victim.txt")),))
     conn.close()
-    again, warnings = _cache_runtime(home)
-    with use_runtime(again):
+    with CacheHarness(home) as again:
         assert fetch(BIG) == ("Completed", b"x" * BIG)  # a miss: recomputed
-    again.cache.flush(10)
+    warnings = again.warnings()
     assert victim.read_text() == "keep me"
     assert len(warnings) == 1, warnings
 
@@ -289,10 +268,8 @@ def test_a_large_result_file_without_this_homes_tag_is_never_loaded(tmp_path: Pa
         return value == b"x" * BIG if kind == "bytes" else bool(np.array_equal(value, np.arange(BIG // 8)))
 
     for each in (home, other):
-        runtime, _ = _cache_runtime(each)
-        with use_runtime(runtime):
+        with CacheHarness(each):
             call()
-        runtime.cache.flush(10)
     planted = _value_file(home)
     if how == "planted-pickle":  # what an older nbflow (or diskcache itself) would have written there
         planted.write_bytes(pickle.dumps(_Plant(marker)))
@@ -303,24 +280,23 @@ def test_a_large_result_file_without_this_homes_tag_is_never_loaded(tmp_path: Pa
         data[len(data) // 2] ^= 0xFF
         planted.write_bytes(bytes(data))
 
-    runtime, warnings = _cache_runtime(home)
-    with use_runtime(runtime):
+    with CacheHarness(home) as again:
         name, value = call()
         assert name == "Completed" and same(value)  # recomputed, never loaded
-        runtime.cache.flush(10)
+        again.cache.flush(10)
         name, value = call()
         assert name == "Cached" and same(value)  # the recomputed result replaced it
+    warnings = again.warnings()
     assert not marker.exists()
     assert len(warnings) == 1 and "not written by nbflow for this home" in warnings[0], warnings
     assert not planted.exists()  # dropped with its row, not left behind
 
 
+@pytest.mark.slow  # another process
 def test_entries_of_this_home_still_hit_in_another_process(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    runtime, _ = _cache_runtime(home)
-    with use_runtime(runtime):
+    with CacheHarness(home):
         fetch(10), fetch(BIG)
-    runtime.cache.flush(10)
     code = f"""
 from nbflow._runtime import Runtime, use_runtime
 from nbflow._settings import Settings
@@ -384,6 +360,7 @@ def test_reading_history_never_imports_or_unpickles_what_a_row_names(tmp_path: P
     ("{missing}:produce", "is gone"),
     ("{text}:produce", ".py file"),
 ], ids=["space", "junk-qualname", "relative-path", "missing-file", "not-python"])
+@pytest.mark.slow  # a CLI subprocess per case
 def test_a_rerun_refuses_a_flow_ref_that_is_not_a_module_or_an_existing_script(tmp_path: Path, ref: str, why: str) -> None:
     home = tmp_path / "home"
     with recording(home):

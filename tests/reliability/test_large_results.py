@@ -8,7 +8,6 @@ buffer, creates a marker file and then blocks (until a release file appears, or 
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -19,11 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
-from cache_support import REPO, run_python
+from cache_support import REPO, CacheHarness, run_python
 
 from nbflow import flow, task
-from nbflow._runtime import Runtime, use_runtime
-from nbflow._settings import Settings
 from nbflow.cache_policies import INPUTS
 
 pytestmark = pytest.mark.slow
@@ -175,10 +172,8 @@ def test_a_large_array_is_persisted_and_reloaded_without_a_second_copy(project):
     assert _runs(folder) == 3  # two warm-ups and the large run; the rerun loaded the stored result
 
 
-def test_a_large_mutable_result_is_saved_as_returned(tmp_path):
+def test_a_large_mutable_result_is_saved_as_returned(h):
     np = pytest.importorskip("numpy")
-    runtime = Runtime.from_settings(Settings(home=str(tmp_path / "home"), store_enabled=False))
-    runtime.console._stream = io.StringIO()
 
     @task(cache_policy=INPUTS)
     def ones(n):
@@ -191,9 +186,7 @@ def test_a_large_mutable_result_is_saved_as_returned(tmp_path):
         state = ones(1 << 18, return_state=True)
         return state.name, state.result()
 
-    with use_runtime(runtime):
-        name, again = pipeline()
-        runtime.cache.flush(10)
+    name, again = pipeline()
     assert name == "Cached" and float(again.max()) == 1.0
 
 
@@ -213,14 +206,10 @@ def test_a_result_of_several_arrays_loads_as_it_was_returned(tmp_path):
         state = arrays(20_000, return_state=True)
         return state.name, state.result()
 
-    home = str(tmp_path / "home")
     results = []
     for _ in range(2):  # a fresh runtime each time: the second loads from the file
-        runtime = Runtime.from_settings(Settings(home=home, store_enabled=False))
-        runtime.console._stream = io.StringIO()
-        with use_runtime(runtime):
+        with CacheHarness(tmp_path / "home"):
             results.append(pipeline())
-            runtime.cache.flush(10)
     (first, returned), (second, loaded) = results
     assert (first, second) == ("Completed", "Cached") and loaded["name"] == "run"
     for name in ("c", "f", "frozen"):

@@ -81,6 +81,7 @@ def test_a_flow_cell_is_named_and_reported_as_its_own_cell_number(shell_cells: d
 
 # --- nbflow flow-run ls --state ------------------------------------------------------------------------
 
+@pytest.mark.slow  # a CLI subprocess
 def test_ls_with_a_state_that_is_no_state_exits_2_naming_the_valid_ones(tmp_path: Path) -> None:
     home = tmp_path / "home"
     done = nbflow(home, "flow-run", "ls", "--state", "nonsense")
@@ -113,6 +114,7 @@ nightly(5)  # not guarded by `if __name__ == "__main__":`
 """
 
 
+@pytest.mark.slow  # a CLI subprocess
 def test_a_rerun_refuses_a_script_whose_import_starts_flow_runs_and_runs_none(tmp_path: Path) -> None:
     home, marker = tmp_path / "home", tmp_path / "top-level-flow-ran"
     path = script(tmp_path / "pipeline.py", SCRIPT.format(marker=str(marker)))
@@ -130,6 +132,7 @@ def test_a_rerun_refuses_a_script_whose_import_starts_flow_runs_and_runs_none(tm
         assert conn.execute("SELECT count(*) FROM flow_runs").fetchone()[0] == 1
 
 
+@pytest.mark.slow  # a CLI subprocess
 def test_a_rerun_of_a_guarded_script_runs_only_the_flow(tmp_path: Path) -> None:
     home, marker = tmp_path / "home", tmp_path / "flow-ran"
     code = SCRIPT.format(marker=str(marker)).replace("nightly(5)", 'if __name__ == "__main__":\n    nightly(5)')
