@@ -34,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nbflow._cache.locks import same_file as _same_file
 from nbflow._cache.signing import TRAILER_SIZE, BadTag, Signer
 from nbflow._home import make_private_dir, open_private
 from nbflow._threads import start_thread
@@ -245,15 +246,6 @@ def _tmp_dir(directory: Path) -> Path:
 def _tmp_path(directory: Path, filename: str) -> str:
     hex_name = filename.replace(os.sep, "").replace("/", "")[: -len(".val")]
     return str(_tmp_dir(directory) / (hex_name + ".tmp"))
-
-
-def _same_file(fd: int, path: str) -> bool:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    mine = os.fstat(fd)
-    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
 
 
 # --- reading -------------------------------------------------------------------------------------

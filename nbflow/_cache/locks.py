@@ -19,7 +19,7 @@ try:
 except ImportError:  # Windows: locking is skipped there, with a warning from the caller
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["KeyLocks", "LOCKS_SUPPORTED"]
+__all__ = ["KeyLocks", "LOCKS_SUPPORTED", "same_file"]
 
 LOCKS_SUPPORTED = fcntl is not None
 
@@ -56,7 +56,7 @@ class KeyLocks:
                                 return None
                             sleep(delay)
                             delay = min(delay * 2, 0.05)
-                if _same_file(fd, path):
+                if same_file(fd, path):
                     return fd
             except BaseException:
                 os.close(fd)
@@ -71,7 +71,8 @@ class KeyLocks:
         os.close(handle)  # closing the descriptor drops the flock
 
 
-def _same_file(fd: int, path: str) -> bool:
+def same_file(fd: int, path: str) -> bool:
+    """Whether ``path`` still names the file open as ``fd`` (not removed, nor replaced by another)."""
     try:
         st = os.stat(path)
     except OSError:

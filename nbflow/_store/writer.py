@@ -350,28 +350,25 @@ class Writer:
 
     def _commit(self, conn: sqlite3.Connection, rows: Rows) -> bool:
         """Write one batch; False if it must be kept for later (the lock, the disk, or the exit took it)."""
-        try:
-            db.write(conn, rows.execute, _Attempt(self, rows))
-        except _Abandoned:
-            return False
-        except Exception as exc:
-            if self._held_back(exc):
-                return False
-            try:  # refused for what it holds: row by row, so only the bad rows are lost
-                db.write(conn, rows.execute_each, _Attempt(self, rows))
+        # All of it at once; if SQLite refuses it for what it holds, row by row, so only bad rows are lost.
+        for careful, work in enumerate((rows.execute, rows.execute_each)):
+            try:
+                db.write(conn, work, _Attempt(self, rows))
+                break
             except _Abandoned:
                 return False
-            except Exception as again:
-                if self._held_back(again):
+            except Exception as exc:
+                if self._held_back(exc):
                     return False
-                self._report(again)
-                return True
-            if rows.dropped:
-                self._refused += 1
-                if self._refused <= _REFUSALS_SHOWN:
-                    last = " (further refused rows are not reported)" if self._refused == _REFUSALS_SHOWN else ""
-                    print(f"nbflow: the run store {self.path} refused {rows.dropped_text()}; the rest of its batch "
-                          f"was written{last}.", file=sys.stderr)
+                if careful:
+                    self._report(exc)
+                    return True
+        if rows.dropped:
+            self._refused += 1
+            if self._refused <= _REFUSALS_SHOWN:
+                last = " (further refused rows are not reported)" if self._refused == _REFUSALS_SHOWN else ""
+                print(f"nbflow: the run store {self.path} refused {rows.dropped_text()}; the rest of its batch "
+                      f"was written{last}.", file=sys.stderr)
         self._rowids.update(rows.assigned)
         return True
 
