@@ -152,6 +152,48 @@ def test_on_crashed_hooks_run_in_the_next_process_when_the_flow_is_importable(tm
         assert not out.exists() and "hook" not in errors  # a __main__ flow is skipped, silently
 
 
+HOOKED_ONCE = """
+import time
+from pathlib import Path
+from nbflow import flow
+
+def remember(flow, flow_run, state):
+    with open({out!r}, "a") as fh:  # one line per call: called twice would show
+        fh.write(f"{{flow.name}} {{flow_run.name}} {{state.name}}\\n")
+
+@flow(on_crashed=[remember])
+def doomed(x: int) -> None:
+    Path({started!r}).touch()
+    time.sleep(600)
+"""
+
+
+def test_hooks_of_a_run_a_reader_marked_crashed_are_called_once_by_the_next_process_that_runs_flows(
+        tmp_path: Path) -> None:
+    # A reader (`nbflow flow-run ls`) marks the crash but must import nothing, so it calls no hooks;
+    # the run's hooks are owed (in the store), and exactly one later process that runs flows calls them.
+    home, out, started = tmp_path / "home", tmp_path / "hook-ran", tmp_path / "started"
+    script(tmp_path / "crashy.py", HOOKED_ONCE.format(out=str(out), started=str(started)))
+    proc = start(["-c", "import crashy; crashy.doomed(7)"], home, PYTHONPATH=str(tmp_path))
+    try:
+        wait_for(started.exists, what="the flow to start")
+        wait_for(lambda: count(home, "SELECT count(*) FROM flow_runs WHERE state_type = 'RUNNING'"), what="its row")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    listed = nbflow(home, "flow-run", "ls", PYTHONPATH=str(tmp_path))
+    assert listed.returncode == 0 and "Crashed" in listed.stdout, listed.stderr
+    assert not out.exists()  # the reader marked it and called nothing
+    for _ in range(2):  # two processes that run flows, one after the other
+        nxt = start(["-c", "from nbflow import flow\nflow(name='next')(lambda: None)()"], home,
+                    PYTHONPATH=str(tmp_path))
+        _, errors = nxt.communicate(timeout=120)
+        assert nxt.returncode == 0, errors
+        wait_for(out.exists, what="the hook")
+    assert out.read_text().splitlines() == [f"doomed {runs_name(home)} Crashed"]
+    assert count(home, "SELECT count(*) FROM flow_runs WHERE crash_hooks_owed IS NOT NULL") == 0
+
+
 def runs_name(home: Path) -> str:
     with db(home) as conn:
         return str(conn.execute("SELECT name FROM flow_runs WHERE flow_name = 'doomed'").fetchone()[0])

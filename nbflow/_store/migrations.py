@@ -153,6 +153,13 @@ MIGRATIONS: list[tuple[int, str]] = [
         replayed REAL NOT NULL
     );
     """),
+    (5, """
+    -- 1 while a crashed run's on_crashed hooks are owed: the sweep marks any process's crash, but
+    -- only a process that runs flows calls hooks (calling them imports code, which a process that
+    -- reads history must never do). The caller claims each run (1 -> NULL) in one UPDATE.
+    ALTER TABLE flow_runs ADD COLUMN crash_hooks_owed INTEGER;
+    CREATE INDEX flow_runs_crash_hooks_owed ON flow_runs (crash_hooks_owed) WHERE crash_hooks_owed IS NOT NULL;
+    """),
 ]
 
 LATEST: int = MIGRATIONS[-1][0]

@@ -17,7 +17,7 @@ from typing import Any
 from nbflow._events import RunCreated
 from nbflow._forkguard import ForkGuard, keep
 from nbflow._store import db, spool
-from nbflow._store.sweep import CrashedRun, run_crash_hooks, sweep
+from nbflow._store.sweep import CrashedRun, owed_hooks, run_crash_hooks, sweep
 from nbflow._store.writer import Writer
 
 __all__ = ["Store"]
@@ -46,6 +46,7 @@ class Store:
         self._unsubscribe: Callable[[], None] | None = None
         self._hooks: threading.Thread | None = None
         self._hooks_owed: Callable[[], None] | None = None  # unsubscribes ``_first_run``
+        self._owed: list[CrashedRun] = []  # crashed runs (ours or any process's) whose hooks are owed
         self.crashed: list[CrashedRun] = [] if full else self._sweep()
         _stores.add(self)
 
@@ -54,7 +55,7 @@ class Store:
         """Open the store of ``runtime.settings.home`` and subscribe its writer to the runtime's events."""
         store = cls(runtime.settings, log_level=runtime.log_level)
         store._unsubscribe = runtime.bus.subscribe(store.writer.on_event)
-        if store.crashed:
+        if store._owed:
             store._hooks_owed = runtime.bus.subscribe(store._first_run)
         runtime.store = store
         return store
@@ -66,13 +67,15 @@ class Store:
             with self.reading() as conn, db.translate_errors(self.path):
                 spool.replay(conn, self.home)
                 crashed = sweep(conn, float(self.settings.crash_after_seconds))
+                self._owed = owed_hooks(conn)
         except db.DiskFullError as exc:  # the sweep can wait for the next process; the runs cannot
             print(f"nbflow: {exc}", file=sys.stderr)
             return []
         return crashed
 
     def _first_run(self, event: Any) -> None:
-        """Call the ``on_crashed`` hooks of the runs our sweep marked when this process starts a run.
+        """Call the ``on_crashed`` hooks still owed (of runs any process marked ``Crashed``, a reader
+        included) when this process starts a run; each run's hooks are claimed, so one process calls them.
 
         Not before: calling them imports the module a row names, and a process that only reads the
         history (``nbflow flow-run ls``, ``nbflow.runs``, ``%flow runs``) must import nothing the
@@ -82,7 +85,7 @@ class Store:
             return
         self._hooks_owed()
         self._hooks_owed = None
-        self._hooks = run_crash_hooks(self.path, self.crashed)
+        self._hooks = run_crash_hooks(self.path, self._owed)
         if self._hooks is not None:
             atexit.register(self._hooks.join, 10.0)  # let hooks finish, but never hang the exit
 

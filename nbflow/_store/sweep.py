@@ -27,7 +27,7 @@ from nbflow._store.history import FINAL_SQL, history_entry
 from nbflow._store.processes import is_alive
 from nbflow._threads import start_thread
 
-__all__ = ["sweep", "CrashedRun", "run_crash_hooks"]
+__all__ = ["sweep", "owed_hooks", "CrashedRun", "run_crash_hooks"]
 
 _GUARD = ForkGuard()  # the crash-hook thread's SQLite work
 
@@ -79,6 +79,15 @@ def sweep(conn: sqlite3.Connection, crash_after_seconds: float, now: float | Non
     return db.write(conn, lambda c: _mark(c, dead, now))
 
 
+def owed_hooks(conn: sqlite3.Connection) -> list[CrashedRun]:
+    """Crashed runs whose ``on_crashed`` hooks no process has called yet (one indexed query)."""
+    rows = conn.execute(
+        "SELECT id, name, flow_name, flow_ref, state_message, state_timestamp FROM flow_runs"
+        " WHERE crash_hooks_owed = 1"
+    ).fetchall()
+    return [CrashedRun(*row) for row in rows]
+
+
 def _mark(conn: sqlite3.Connection, dead: list[tuple[Any, str]], now: float) -> list[CrashedRun]:
     from nbflow._states import Crashed
 
@@ -89,8 +98,10 @@ def _mark(conn: sqlite3.Connection, dead: list[tuple[Any, str]], now: float) -> 
         message = f"Flow run crashed: {why}"
         changed = conn.execute(
             "UPDATE flow_runs SET state_type = 'CRASHED', state_name = 'Crashed', state_message = ?,"
-            f" state_timestamp = ?, end_time = ?, {append} WHERE id = ? AND state_type = 'RUNNING'",
-            (message, now, now, history_entry(Crashed(message, timestamp=now)), run_id),
+            f" state_timestamp = ?, end_time = ?, {append}, crash_hooks_owed = ?"
+            " WHERE id = ? AND state_type = 'RUNNING'",
+            (message, now, now, history_entry(Crashed(message, timestamp=now)),
+             1 if _importable(flow_ref) else None, run_id),
         ).rowcount
         if not changed:
             continue  # another process swept it first
@@ -156,6 +167,8 @@ def _call_hooks(path: Any, todo: list[tuple[CrashedRun, tuple[str, str]]]) -> No
     lines: list[tuple] = []
     try:
         for run, (module, qualname) in todo:
+            if not _claim(conn, run.id):
+                continue  # another process that runs flows called them
             try:
                 flow = _load_flow(module, qualname)
             except Exception:
@@ -187,6 +200,13 @@ def _call_hooks(path: Any, todo: list[tuple[CrashedRun, tuple[str, str]]]) -> No
     finally:
         with _GUARD:
             conn.close()
+
+
+def _claim(conn: sqlite3.Connection, run_id: str) -> bool:
+    """Take the hooks of ``run_id`` for this process: exactly one process calls them."""
+    return bool(db.write(conn, lambda c: c.execute(
+        "UPDATE flow_runs SET crash_hooks_owed = NULL WHERE id = ? AND crash_hooks_owed = 1", (run_id,)).rowcount,
+        _GUARD))
 
 
 def _parameters(conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:
