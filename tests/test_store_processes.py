@@ -7,6 +7,7 @@ import json
 import signal
 import socket
 import sqlite3
+import subprocess
 import textwrap
 import time
 from pathlib import Path
@@ -125,23 +126,33 @@ def doomed(x: int) -> None:
 """
 
 
-@pytest.mark.parametrize("importable", [True, False], ids=["module", "main"])
-def test_on_crashed_hooks_run_in_the_next_process_when_the_flow_is_importable(tmp_path: Path, importable: bool) -> None:
-    home, out, started = tmp_path / "home", tmp_path / "hook-ran", tmp_path / "started"
-    code = HOOKED.format(out=str(out), started=str(started))
-    script(tmp_path / "crashy.py", code + ("" if importable else "\ndoomed(7)\n"))
-    args = ["-c", "import crashy; crashy.doomed(7)"] if importable else [str(tmp_path / "crashy.py")]
-    proc = start(args, home, PYTHONPATH=str(tmp_path))
+def _kill_once_running(proc: subprocess.Popen, home: Path, started: Path) -> None:
+    """SIGKILL ``proc`` once its flow has started and its run row is there."""
     try:
         wait_for(started.exists, what="the flow to start")
         wait_for(lambda: count(home, "SELECT count(*) FROM flow_runs WHERE state_type = 'RUNNING'"), what="its row")
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    # The next process that runs a flow calls them (one that only reads the history imports nothing).
-    nxt = start(["-c", "from nbflow import flow\nflow(name='next')(lambda: None)()"], home, PYTHONPATH=str(tmp_path))
+
+
+def _run_a_flow(home: Path, path: Path) -> str:
+    """Run one flow in a new process (which then owes the crashed runs' hooks); returns its stderr."""
+    nxt = start(["-c", "from nbflow import flow\nflow(name='next')(lambda: None)()"], home, PYTHONPATH=str(path))
     _, errors = nxt.communicate(timeout=120)
     assert nxt.returncode == 0, errors
+    return errors
+
+
+@pytest.mark.parametrize("importable", [True, False], ids=["module", "main"])
+def test_on_crashed_hooks_run_in_the_next_process_when_the_flow_is_importable(tmp_path: Path, importable: bool) -> None:
+    home, out, started = tmp_path / "home", tmp_path / "hook-ran", tmp_path / "started"
+    code = HOOKED.format(out=str(out), started=str(started))
+    script(tmp_path / "crashy.py", code + ("" if importable else "\ndoomed(7)\n"))
+    args = ["-c", "import crashy; crashy.doomed(7)"] if importable else [str(tmp_path / "crashy.py")]
+    _kill_once_running(start(args, home, PYTHONPATH=str(tmp_path)), home, started)
+    # The next process that runs a flow calls them (one that only reads the history imports nothing).
+    errors = _run_a_flow(home, tmp_path)
     done = nbflow(home, "flow-run", "ls", "--flow", "doomed", PYTHONPATH=str(tmp_path))
     assert done.returncode == 0 and "Crashed" in done.stdout, done.stderr
     if importable:
@@ -174,21 +185,12 @@ def test_hooks_of_a_run_a_reader_marked_crashed_are_called_once_by_the_next_proc
     # the run's hooks are owed (in the store), and exactly one later process that runs flows calls them.
     home, out, started = tmp_path / "home", tmp_path / "hook-ran", tmp_path / "started"
     script(tmp_path / "crashy.py", HOOKED_ONCE.format(out=str(out), started=str(started)))
-    proc = start(["-c", "import crashy; crashy.doomed(7)"], home, PYTHONPATH=str(tmp_path))
-    try:
-        wait_for(started.exists, what="the flow to start")
-        wait_for(lambda: count(home, "SELECT count(*) FROM flow_runs WHERE state_type = 'RUNNING'"), what="its row")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    _kill_once_running(start(["-c", "import crashy; crashy.doomed(7)"], home, PYTHONPATH=str(tmp_path)), home, started)
     listed = nbflow(home, "flow-run", "ls", PYTHONPATH=str(tmp_path))
     assert listed.returncode == 0 and "Crashed" in listed.stdout, listed.stderr
     assert not out.exists()  # the reader marked it and called nothing
     for _ in range(2):  # two processes that run flows, one after the other
-        nxt = start(["-c", "from nbflow import flow\nflow(name='next')(lambda: None)()"], home,
-                    PYTHONPATH=str(tmp_path))
-        _, errors = nxt.communicate(timeout=120)
-        assert nxt.returncode == 0, errors
+        _run_a_flow(home, tmp_path)
         wait_for(out.exists, what="the hook")
     assert out.read_text().splitlines() == [f"doomed {runs_name(home)} Crashed"]
     assert count(home, "SELECT count(*) FROM flow_runs WHERE crash_hooks_owed IS NOT NULL") == 0

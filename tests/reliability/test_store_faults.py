@@ -96,12 +96,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
-FILL_THEN_FREE = """
-import os, sys
-from pathlib import Path
+# A flow of n tasks, named after its label (both scripts below).
+WORK = """
 from nbflow import flow, task
-
-filler = Path(sys.argv[1])
 
 @task
 def step(i: int) -> int:
@@ -110,6 +107,13 @@ def step(i: int) -> int:
 @flow(flow_run_name="{label}")
 def work(label: str, n: int) -> int:
     return sum(step(i) for i in range(n))
+"""
+
+FILL_THEN_FREE = WORK + """
+import os, sys
+from pathlib import Path
+
+filler = Path(sys.argv[1])
 
 def fill() -> None:
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
@@ -151,18 +155,7 @@ def test_a_full_disk_is_reported_as_such_flows_go_on_and_history_is_written_when
     assert tasks == {"before": 5, "full-1": 300, "full-2": 300, "after": 5}
 
 
-OPEN_WHILE_FULL = """
-import os, sys
-from nbflow import flow, task
-
-@task
-def step(i: int) -> int:
-    return i
-
-@flow(flow_run_name="{label}")
-def work(label: str, n: int) -> int:
-    return sum(step(i) for i in range(n))
-
+OPEN_WHILE_FULL = WORK + """
 print(work("on-a-full-disk", 300), flush=True)
 """
 
