@@ -41,7 +41,7 @@ def large_result(mb: int) -> dict:
     import numpy as np
 
     from nbflow import flow, task
-    from nbflow._runtime import get_runtime
+    from nbflow._engine.runtime import get_runtime
 
     @task
     def make(nbytes: int) -> Any:

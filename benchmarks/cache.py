@@ -25,8 +25,8 @@ REPEATS = 3 if QUICK else 7
 
 
 def _runtime(home: Path, **settings: Any) -> Any:
-    from nbflow._runtime import Runtime
-    from nbflow._settings import Settings
+    from nbflow._core.settings import Settings
+    from nbflow._engine.runtime import Runtime
 
     runtime = Runtime.from_settings(Settings(home=str(home), **settings))  # defaults: the run store is on
     runtime.console._stream = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
@@ -36,7 +36,7 @@ def _runtime(home: Path, **settings: Any) -> Any:
 def _hit_us(home: Path, **task_options: Any) -> float:
     """Median per-call time of a hit: ``cached(1)`` again and again inside one flow run."""
     from nbflow import flow, task
-    from nbflow._runtime import use_runtime
+    from nbflow._engine.runtime import use_runtime
 
     calls = {"n": 0}
 
@@ -62,7 +62,7 @@ def _hit_us(home: Path, **task_options: Any) -> float:
 
 def _large_hit_ms(home: Path) -> tuple[float, int]:
     from nbflow import flow, task
-    from nbflow._runtime import use_runtime
+    from nbflow._engine.runtime import use_runtime
     from nbflow.cache_policies import INPUTS
 
     try:
@@ -93,7 +93,7 @@ def _large_hit_ms(home: Path) -> tuple[float, int]:
 def _chain(home: Path, n: int, *, rerun: bool = False, **settings: Any) -> float:
     """Seconds per task of an n-task chain (minus an empty flow); with ``rerun``, every task Cached."""
     from nbflow import flow, task
-    from nbflow._runtime import use_runtime
+    from nbflow._engine.runtime import use_runtime
     from nbflow.cache_policies import DEFAULT
 
     inc = task(lambda x: x + 1, name="inc", cache_policy=DEFAULT if rerun else None)

@@ -102,8 +102,8 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
 
 def _nbflow(root: Path) -> dict[str, Any]:
     """Uncontended costs in this process, against a fresh home."""
-    from nbflow._runtime import Runtime, use_runtime
-    from nbflow._settings import Settings
+    from nbflow._core.settings import Settings
+    from nbflow._engine.runtime import Runtime, use_runtime
     from nbflow.concurrency import limits
     from nbflow.concurrency.sync import concurrency, rate_limit
 
@@ -142,8 +142,8 @@ def _nbflow(root: Path) -> dict[str, Any]:
 
 def _probe_cost(runtime: Any) -> float:
     """One poll of a waiter that cannot go yet: the read it repeats every 5-100 ms while waiting."""
-    from nbflow.concurrency import _storage
-    from nbflow.concurrency._service import service_for
+    from nbflow._services.limits import storage as _storage
+    from nbflow._services.limits.service import service_for
     from nbflow.concurrency.sync import concurrency
 
     service = service_for(runtime)

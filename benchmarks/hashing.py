@@ -15,8 +15,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nbflow._hashing import hash_parameters, stable_hash  # noqa: E402
-from nbflow._source_hash import source_hash  # noqa: E402
+from nbflow._core.hashing.encoder import hash_parameters, stable_hash  # noqa: E402
+from nbflow._core.hashing.source import source_hash  # noqa: E402
 
 ARRAY_BYTES = 100 * 1024 * 1024
 

@@ -41,7 +41,7 @@ sys.path.insert(0, {root!r})
 %load_ext nbflow
 import gc, json, logging, time
 from nbflow import flow, task
-from nbflow._runtime import get_runtime
+from nbflow._engine.runtime import get_runtime
 from nbflow.jupyter import no_monitor
 from nbflow.jupyter._session import active_session
 

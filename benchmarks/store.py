@@ -32,8 +32,8 @@ READ = 1_000 if QUICK else 10_000
 # --- jobs (each in its own fresh process) ----------------------------------------------------------
 
 def _runtime(home: str, store: bool) -> Any:
-    from nbflow._runtime import Runtime
-    from nbflow._settings import Settings
+    from nbflow._core.settings import Settings
+    from nbflow._engine.runtime import Runtime
 
     runtime = Runtime.from_settings(Settings(home=home, store_enabled=store))
     runtime.console._stream = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
@@ -80,7 +80,7 @@ def job_overhead(n: int, repeats: int) -> dict[str, Any]:
     a pair, so the median of the ratios is steadier than the ratio of two medians. Two block sizes:
     ``BURST`` runs and one run (the latency until a lone run is committed).
     """
-    from nbflow._runtime import use_runtime
+    from nbflow._engine.runtime import use_runtime
 
     f = _flows()
     tmp = tempfile.mkdtemp(prefix="nbflow-bench-store-")
@@ -121,7 +121,7 @@ def job_overhead(n: int, repeats: int) -> dict[str, Any]:
 
 def job_big(n: int, store: bool) -> dict[str, Any]:
     """One flow of n submitted trivial tasks: wall time and this process's peak RSS."""
-    from nbflow._runtime import use_runtime
+    from nbflow._engine.runtime import use_runtime
 
     f = _flows()
     runtime = _runtime(os.environ["NBFLOW_HOME"], store)
@@ -140,7 +140,7 @@ def job_big(n: int, store: bool) -> dict[str, Any]:
 
 
 def job_write(n: int) -> dict[str, Any]:
-    from nbflow._runtime import use_runtime
+    from nbflow._engine.runtime import use_runtime
 
     with use_runtime(_runtime(os.environ["NBFLOW_HOME"], True)):
         _flows()["graph"](n)

@@ -24,7 +24,7 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
 
 
 def settings_table() -> str:
-    from nbflow._settings import ENV_PREFIX, SETTINGS_SPEC
+    from nbflow._core.settings import ENV_PREFIX, SETTINGS_SPEC
 
     rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
     for name, (_type, default, help_) in SETTINGS_SPEC.items():

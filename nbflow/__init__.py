@@ -9,13 +9,13 @@ __version__ = "0.1.0"
 
 # Public name -> module that defines it. Modules load on first use, so `import nbflow` stays cheap.
 _EXPORTS = {
-    "Flow": "nbflow._flows",
-    "State": "nbflow._states",
-    "Task": "nbflow._tasks",
+    "Flow": "nbflow._engine.flow",
+    "State": "nbflow._core.states",
+    "Task": "nbflow._engine.task",
     "ThreadPoolTaskRunner": "nbflow.task_runners",
-    "flow": "nbflow._flows",
-    "get_run_logger": "nbflow._logging",
-    "task": "nbflow._tasks",
+    "flow": "nbflow._engine.flow",
+    "get_run_logger": "nbflow._engine.logging",
+    "task": "nbflow._engine.task",
     "unmapped": "nbflow.utilities.annotations",
 }
 
@@ -25,16 +25,16 @@ _SUBMODULES = frozenset({"cache", "cache_policies", "concurrency", "exceptions",
 __all__ = sorted([*_EXPORTS, "__version__", "load_ipython_extension", "monitor", "unload_ipython_extension"])
 
 if TYPE_CHECKING:  # what type checkers see of the lazy names (`X as X`: an explicit re-export)
-    from nbflow._flows import Flow as Flow
-    from nbflow._flows import flow as flow
-    from nbflow._logging import get_run_logger as get_run_logger
-    from nbflow._runs import FlowRun
-    from nbflow._states import State as State
-    from nbflow._tasks import Task as Task
-    from nbflow._tasks import task as task
+    from nbflow._core.annotations import unmapped as unmapped
+    from nbflow._core.records import FlowRun
+    from nbflow._core.states import State as State
+    from nbflow._engine.flow import Flow as Flow
+    from nbflow._engine.flow import flow as flow
+    from nbflow._engine.logging import get_run_logger as get_run_logger
+    from nbflow._engine.task import Task as Task
+    from nbflow._engine.task import task as task
+    from nbflow._engine.task_runners import ThreadPoolTaskRunner as ThreadPoolTaskRunner
     from nbflow.jupyter._widget import RunMonitor
-    from nbflow.task_runners import ThreadPoolTaskRunner as ThreadPoolTaskRunner
-    from nbflow.utilities.annotations import unmapped as unmapped
 
 
 def __getattr__(name: str) -> Any:

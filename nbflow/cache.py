@@ -14,8 +14,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from nbflow._cache.disk import CacheStats, Entry, ResultDisk
-from nbflow._durations import parse_duration
+from nbflow._core.durations import parse_duration
+from nbflow._services.cache.disk import CacheStats, Entry, ResultDisk
 
 __all__ = ["CacheStats", "Entry", "clear", "entries", "parse_duration", "stats"]
 
@@ -28,14 +28,14 @@ def entries(task: str | None = None) -> list[Entry]:
 
 def stats() -> CacheStats:
     """Entries, bytes on disk and per-task totals of the result cache."""
-    from nbflow._runtime import get_runtime
+    from nbflow._engine.runtime import get_runtime
 
     return _disk().stats(get_runtime().clock.now())
 
 
 def clear(task: str | None = None, older_than: timedelta | float | str | None = None) -> int:
     """Delete persisted results; returns how many. ``older_than``: a timedelta, seconds, or "7d"."""
-    from nbflow._runtime import get_runtime
+    from nbflow._engine.runtime import get_runtime
 
     cutoff = None
     if older_than is not None:
@@ -45,7 +45,7 @@ def clear(task: str | None = None, older_than: timedelta | float | str | None = 
 
 def _disk() -> ResultDisk:
     """The current runtime's cache folder, its queued writes flushed first."""
-    from nbflow._runtime import get_runtime
+    from nbflow._engine.runtime import get_runtime
 
     runtime = get_runtime()
     cache: Any = runtime.cache

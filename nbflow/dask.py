@@ -13,12 +13,12 @@ import inspect
 import threading
 from typing import Any
 
-from nbflow._context import TaskRunContext, current
-from nbflow._engine import Call, Outcome
-from nbflow._events import EventBus, LogEmitted
-from nbflow._logging import print_redirect
-from nbflow._runs import TaskRun
-from nbflow.task_runners import ThreadPoolTaskRunner
+from nbflow._core.events import EventBus, LogEmitted
+from nbflow._core.records import TaskRun
+from nbflow._engine.context import TaskRunContext, current
+from nbflow._engine.drive import Call, Outcome
+from nbflow._engine.logging import print_redirect
+from nbflow._engine.task_runners import ThreadPoolTaskRunner
 
 __all__ = ["DaskTaskRunner"]
 

@@ -1,5 +1,5 @@
 """Flows, where Prefect users look for them."""
 
-from nbflow._flows import Flow, flow
+from nbflow._engine.flow import Flow, flow
 
 __all__ = ["Flow", "flow"]

@@ -17,12 +17,12 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from nbflow._store import prune as _prune
-from nbflow._store import reader
+from nbflow._services.store import prune as _prune
+from nbflow._services.store import reader
 
 if TYPE_CHECKING:
-    from nbflow._store.models import FlowRunRecord, LogRecord, RunGraph, TaskRunRecord
-    from nbflow._store.store import Store
+    from nbflow._services.store.models import FlowRunRecord, LogRecord, RunGraph, TaskRunRecord
+    from nbflow._services.store.service import Store
 
 __all__ = [
     "flow_runs", "flow_run", "task_runs", "task_run", "logs", "graph", "load_parameters",
@@ -34,12 +34,12 @@ _readers: dict[str, Store] = {}
 
 def _store() -> Store:
     """The current runtime's store, or (store turned off) a reader of the same home folder."""
-    from nbflow._runtime import get_runtime
+    from nbflow._engine.runtime import get_runtime
 
     runtime = get_runtime()
     if runtime.store is not None:
         return runtime.store  # type: ignore[no-any-return]
-    from nbflow._store.store import Store
+    from nbflow._services.store.service import Store
 
     home = str(runtime.settings.home)
     if home not in _readers:
@@ -48,7 +48,7 @@ def _store() -> Store:
 
 
 def _flow_records(rows: list[dict[str, Any]]) -> list[FlowRunRecord]:
-    from nbflow._store.models import FlowRunRecord
+    from nbflow._services.store.models import FlowRunRecord
 
     return [FlowRunRecord._build({
         "id": r["id"], "name": r["name"], "tags": json.loads(r["tags"]) if r["tags"] else [],
@@ -79,7 +79,7 @@ def _collector_paused() -> Iterator[None]:
 
 def _task_records(rows: list[tuple]) -> list[TaskRunRecord]:
     """Records of task run rows; ten thousand of them in a few tens of milliseconds (see ``_build``)."""
-    from nbflow._store.models import TaskRunRecord
+    from nbflow._services.store.models import TaskRunRecord
 
     build = TaskRunRecord._build
     loads = json.loads
@@ -130,7 +130,7 @@ def task_run(task_run_id: str, flow_run_id: str | None = None) -> TaskRunRecord:
 
 def logs(run_id: str, level: int = 0) -> list[LogRecord]:
     """Log lines of a flow run (its own and its task runs', oldest first) or of one task run (full id)."""
-    from nbflow._store.models import LogRecord
+    from nbflow._services.store.models import LogRecord
     from nbflow.exceptions import RunNotFoundError
 
     store = _store()
@@ -156,7 +156,7 @@ def logs(run_id: str, level: int = 0) -> list[LogRecord]:
 
 def graph(flow_run_id: str) -> RunGraph:
     """A flow run with its task runs, the edges between them, and its subflow runs."""
-    from nbflow._store.models import RunGraph
+    from nbflow._services.store.models import RunGraph
 
     store = _store()
     with store.reading(flush=True) as conn, _collector_paused():  # rows and records: tens of thousands
@@ -197,7 +197,7 @@ def prune(older_than: timedelta | float | str) -> int:
     included) were deleted."""
     import time
 
-    from nbflow._durations import parse_duration
+    from nbflow._core.durations import parse_duration
 
     before = time.time() - parse_duration(older_than)
     store = _store()

@@ -1,6 +1,6 @@
 """States, where Prefect users look for them."""
 
-from nbflow._states import (
+from nbflow._core.states import (
     Cached,
     Cancelled,
     Completed,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from nbflow._options import exponential_backoff
-from nbflow._tasks import Task, task
+from nbflow._core.options import exponential_backoff
+from nbflow._engine.task import Task, task
 
 __all__ = ["Task", "exponential_backoff", "task", "task_input_hash"]
 
@@ -24,8 +24,8 @@ def task_input_hash(context: Any, parameters: dict[str, Any]) -> str | None:
     ... def double(x):
     ...     return 2 * x
     """
-    from nbflow._hashing import hash_parameters
-    from nbflow._source_hash import source_hash
+    from nbflow._core.hashing.encoder import hash_parameters
+    from nbflow._core.hashing.source import source_hash
 
     digest = hashlib.sha256(b"task_input_hash\0")
     digest.update(source_hash(context.task.fn).encode())

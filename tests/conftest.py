@@ -12,10 +12,10 @@ import pytest
 # Before anything builds the process-wide default runtime: never touch the real ~/.nbflow.
 os.environ["NBFLOW_HOME"] = tempfile.mkdtemp(prefix="nbflow-test-home-")
 
-from nbflow._clock import FakeClock  # noqa: E402
-from nbflow._events import EdgesAdded, Event, LogEmitted, RunCreated, StateChanged  # noqa: E402
-from nbflow._runtime import Runtime, use_runtime  # noqa: E402
-from nbflow._settings import Settings  # noqa: E402
+from nbflow._core.clock import FakeClock  # noqa: E402
+from nbflow._core.events import EdgesAdded, Event, LogEmitted, RunCreated, StateChanged  # noqa: E402
+from nbflow._core.settings import Settings  # noqa: E402
+from nbflow._engine.runtime import Runtime, use_runtime  # noqa: E402
 
 
 class Recorder:

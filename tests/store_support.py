@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from nbflow._runtime import Runtime, use_runtime
-from nbflow._settings import Settings
+from nbflow._core.settings import Settings
+from nbflow._engine.runtime import Runtime, use_runtime
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 from cache_support import CacheHarness
 
 from nbflow import flow, task
-from nbflow._clock import FakeClock
+from nbflow._core.clock import FakeClock
 from nbflow.cache_policies import DEFAULT, INPUTS, NO_CACHE
 
 
@@ -257,7 +257,7 @@ def test_entries_written_in_bulk_are_valid_diskcache_rows(h):
     import pickle
     import warnings
 
-    from nbflow._cache import files
+    from nbflow._services.cache import files
 
     @task(cache_policy=INPUTS)
     def value(n):

@@ -14,7 +14,7 @@ from cache_support import REPO, CacheHarness, nbflow_cli, run_python
 from test_cache_policies import run_cell
 
 from nbflow import flow, task
-from nbflow._cache.rerun import find_flow_run
+from nbflow._app.reruns import find_flow_run
 from nbflow.cache_policies import NO_CACHE
 from nbflow.exceptions import NbflowError
 
@@ -224,8 +224,8 @@ def project(tmp_path):
 
 def _latest(home, flow_name):
     """The latest recorded run of ``flow_name`` in another home folder (one written by a subprocess)."""
-    from nbflow._runtime import Runtime, use_runtime
-    from nbflow._settings import Settings
+    from nbflow._core.settings import Settings
+    from nbflow._engine.runtime import Runtime, use_runtime
 
     with use_runtime(Runtime.from_settings(Settings(home=str(home)), console=False)):
         return find_flow_run(None, flow_name)

@@ -1,4 +1,4 @@
-"""What nbflow relies on under diskcache's public API is still there (``nbflow/_cache/disk.py`` and
+"""What nbflow relies on under diskcache's public API is still there (``nbflow/_services/cache/disk.py`` and
 ``forksafe.py``, the only modules that reach under it): a diskcache upgrade that changes any of it
 fails here, by name, rather than as a corrupted or silently empty cache."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import diskcache
 import diskcache.core
 
-from nbflow._cache import disk
+from nbflow._services.cache import disk
 
 # Every column disk.py's SQL names (reads, upserts, access-time touches, listing), in diskcache's order.
 COLUMNS = ["rowid", "key", "raw", "store_time", "expire_time", "access_time", "access_count", "tag", "size", "mode",

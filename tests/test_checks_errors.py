@@ -15,12 +15,12 @@ from nbflow.exceptions import NbflowError
 
 # Internal control flow or markers, caught inside nbflow; never raised to the user's code.
 INTERNAL = {
-    "nbflow._engine.Interrupted": "a BaseException that stops a run's thread, as KeyboardInterrupt does",
-    "nbflow._hashing.Unhashable": "collects the path of an unhashable value; turned into UnhashableInputError",
-    "nbflow._store.render._TooLarge": "stops rendering a parameter that is too large; caught at once",
-    "nbflow._cache.files._HasBuffers": "stops pickling at the first out-of-band buffer; caught at once",
-    "nbflow._cache.signing.BadTag": "a cache entry without this home's tag; always turned into a miss",
-    "nbflow._store.writer._Abandoned": "a batch given up at exit to be spooled; caught by the writer",
+    "nbflow._engine.drive.Interrupted": "a BaseException that stops a run's thread, as KeyboardInterrupt does",
+    "nbflow._core.hashing.encoder.Unhashable": "collects the path of an unhashable value; turned into UnhashableInputError",
+    "nbflow._services.store.render._TooLarge": "stops rendering a parameter that is too large; caught at once",
+    "nbflow._services.cache.files._HasBuffers": "stops pickling at the first out-of-band buffer; caught at once",
+    "nbflow._services.cache.signing.BadTag": "a cache entry without this home's tag; always turned into a miss",
+    "nbflow._services.store.writer._Abandoned": "a batch given up at exit to be spooled; caught by the writer",
 }
 
 
@@ -80,13 +80,13 @@ def test_every_nbflow_error_subclass_is_public():
 
 
 def test_disk_unavailable_is_the_public_cache_error():
-    from nbflow._cache.disk import DiskUnavailable
+    from nbflow._services.cache.disk import DiskUnavailable
 
     assert DiskUnavailable is exceptions.CacheUnavailableError
 
 
 def test_errors_stay_importable_where_they_were():
-    from nbflow._hashing import UnhashableInputError
+    from nbflow._core.hashing.encoder import UnhashableInputError
     from nbflow.cli import CliError
 
     assert UnhashableInputError is exceptions.UnhashableInputError

@@ -13,9 +13,9 @@ import jsonschema
 import pytest
 
 from nbflow import cache_policies, flow, get_run_logger, task
-from nbflow._events import RunCreated
-from nbflow._runtime import Runtime, use_runtime
-from nbflow._settings import Settings
+from nbflow._core.events import RunCreated
+from nbflow._core.settings import Settings
+from nbflow._engine.runtime import Runtime, use_runtime
 from nbflow.jupyter import _protocol
 from nbflow.jupyter._monitor_model import PROTOCOL, MonitorModel
 from nbflow.jupyter._static import PALETTE

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from nbflow import _task_engine, flow, task
+from nbflow import flow, task
+from nbflow._engine import task_run as _task_engine
 from nbflow.states import State, StateType
 
 

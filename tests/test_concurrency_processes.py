@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from nbflow._runtime import Runtime, use_runtime
-from nbflow._settings import Settings
+from nbflow._core.settings import Settings
+from nbflow._engine.runtime import Runtime, use_runtime
 from nbflow.concurrency import limits
 from nbflow.concurrency.sync import concurrency
 from nbflow.exceptions import AcquireConcurrencySlotTimeoutError

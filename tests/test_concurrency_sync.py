@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from nbflow._clock import FakeClock
-from nbflow._runtime import Runtime, use_runtime
-from nbflow._settings import Settings
+from nbflow._core.clock import FakeClock
+from nbflow._core.settings import Settings
+from nbflow._engine.runtime import Runtime, use_runtime
 from nbflow.concurrency import asyncio as aconc
 from nbflow.concurrency import limits
 from nbflow.concurrency.sync import concurrency, rate_limit

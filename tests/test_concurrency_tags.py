@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import pytest
 
 from nbflow import ThreadPoolTaskRunner, flow, task
-from nbflow._context import flow_context
-from nbflow._events import RunCreated, StateChanged
-from nbflow._runtime import Runtime, use_runtime
-from nbflow._settings import Settings
+from nbflow._core.events import RunCreated, StateChanged
+from nbflow._core.settings import Settings
+from nbflow._engine.context import flow_context
+from nbflow._engine.runtime import Runtime, use_runtime
 from nbflow.concurrency import limits
 
 

@@ -274,7 +274,7 @@ def test_site_builds_strict(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     # The generated pages hold what the code defines: every setting, every command, the API.
-    from nbflow._settings import ENV_PREFIX, SETTINGS_SPEC
+    from nbflow._core.settings import ENV_PREFIX, SETTINGS_SPEC
 
     settings = (site / "reference" / "settings" / "index.html").read_text(encoding="utf-8")
     assert all(f"{ENV_PREFIX}{name.upper()}" in settings for name in SETTINGS_SPEC)

@@ -102,8 +102,8 @@ def test_log_prints_catches_this_runs_prints_only(harness, capsys):
 def test_log_level_setting_hides_lower_lines(tmp_path):
     import io
 
-    from nbflow._runtime import Runtime, use_runtime
-    from nbflow._settings import Settings
+    from nbflow._core.settings import Settings
+    from nbflow._engine.runtime import Runtime, use_runtime
 
     runtime = Runtime(Settings(home=tmp_path, store_enabled=False, logging_level="WARNING"))
     runtime.console._stream = stream = io.StringIO()

@@ -8,9 +8,9 @@ import time
 import pytest
 
 from nbflow import ThreadPoolTaskRunner, flow, task, unmapped
-from nbflow._events import RunCreated, StateChanged
-from nbflow._runtime import Runtime, use_runtime
-from nbflow._settings import Settings
+from nbflow._core.events import RunCreated, StateChanged
+from nbflow._core.settings import Settings
+from nbflow._engine.runtime import Runtime, use_runtime
 from nbflow.exceptions import MissingContextError, UpstreamTaskError
 from nbflow.futures import as_completed, wait
 
@@ -340,8 +340,8 @@ def test_results_the_flow_no_longer_holds_are_freed_before_it_ends(tmp_path):
     import gc
     import weakref
 
-    from nbflow._runtime import Runtime, use_runtime
-    from nbflow._settings import Settings
+    from nbflow._core.settings import Settings
+    from nbflow._engine.runtime import Runtime, use_runtime
 
     class Big:
         pass

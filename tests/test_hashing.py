@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from nbflow._hashing import UnhashableInputError, hash_parameters, stable_hash
-from nbflow._source_hash import source_hash
+from nbflow._core.hashing.encoder import UnhashableInputError, hash_parameters, stable_hash
+from nbflow._core.hashing.source import source_hash
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,7 @@ CROSS_PROCESS_SCRIPT = textwrap.dedent(
     """
     import dataclasses, datetime, decimal, enum, json, pathlib, uuid
     import numpy as np, pandas as pd
-    from nbflow._hashing import stable_hash, hash_parameters
+    from nbflow._core.hashing.encoder import stable_hash, hash_parameters
 
     class Point:                      # a plain class defined in __main__
         def __init__(self, x, y):
@@ -281,8 +281,8 @@ def test_hashing_never_imports_numpy_pandas_or_ipython() -> None:
     code = textwrap.dedent(
         """
         import sys
-        from nbflow._hashing import stable_hash
-        from nbflow._source_hash import source_hash
+        from nbflow._core.hashing.encoder import stable_hash
+        from nbflow._core.hashing.source import source_hash
         class Thing:
             pass
         stable_hash([1, "a", {2.0}, Thing(), len, print], {"k": (None, b"x")})
@@ -531,7 +531,7 @@ def test_a_user_function_passed_as_an_argument_keys_by_its_source(nb: Notebook) 
 # ---- real kernels ---------------------------------------------------------------------------------
 
 KERNEL_CELLS = [
-    "from nbflow._source_hash import source_hash",
+    "from nbflow._core.hashing.source import source_hash",
     "SCALE = 2\ndef helper(x):\n    return x * SCALE",
     "def unrelated():\n    return 'a'",
     "import json\ndef task(x):\n    return json.dumps(helper(x))",

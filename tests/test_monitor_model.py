@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from nbflow import cache_policies, flow, task
-from nbflow._events import EdgesAdded, LogEmitted, RunCreated, StateChanged
-from nbflow._runs import FlowRun, TaskRun
-from nbflow._runtime import Runtime, use_runtime
-from nbflow._settings import Settings
-from nbflow._states import Completed, Pending, Running, State, StateType
+from nbflow._core.events import EdgesAdded, LogEmitted, RunCreated, StateChanged
+from nbflow._core.records import FlowRun, TaskRun
+from nbflow._core.settings import Settings
+from nbflow._core.states import Completed, Pending, Running, State, StateType
+from nbflow._engine.runtime import Runtime, use_runtime
 from nbflow.jupyter._monitor_model import LOG_LIMIT, MonitorModel
 from nbflow.jupyter._monitor_records import RunRecord
 

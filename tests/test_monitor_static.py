@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from nbflow import flow, task
-from nbflow._events import RunCreated
-from nbflow._runtime import Runtime, use_runtime
-from nbflow._settings import Settings
+from nbflow._core.events import RunCreated
+from nbflow._core.settings import Settings
+from nbflow._engine.runtime import Runtime, use_runtime
 from nbflow.jupyter._monitor_model import MonitorModel
 from nbflow.jupyter._static import layered_layout, render_html, render_svg, render_text
 

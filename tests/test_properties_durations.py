@@ -1,4 +1,4 @@
-"""Durations (nbflow/_durations.py), property-tested: what ``format_duration`` writes,
+"""Durations (nbflow/_core/durations.py), property-tested: what ``format_duration`` writes,
 ``parse_duration`` reads back (the CLI prints durations people paste into ``--older-than``), and bad
 input gets one clear ``ValueError``."""
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nbflow._durations import format_duration, parse_duration
+from nbflow._core.durations import format_duration, parse_duration
 
 QUICK = settings(max_examples=200, deadline=None, database=None)
 SECONDS = st.floats(min_value=0, max_value=10 * 365 * 86400, allow_nan=False)

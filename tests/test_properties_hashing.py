@@ -1,4 +1,4 @@
-"""Structural hashing of task inputs (nbflow/_hashing.py), property-tested: equal values hash equal
+"""Structural hashing of task inputs (nbflow/_core/hashing/encoder.py), property-tested: equal values hash equal
 (also in another process with another hash seed), dict order does not matter, and a small change
 of the value changes the hash."""
 
@@ -14,7 +14,7 @@ import sys
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nbflow._hashing import hash_parameters, stable_hash
+from nbflow._core.hashing.encoder import hash_parameters, stable_hash
 
 QUICK = settings(max_examples=150, deadline=None, database=None)
 
@@ -80,7 +80,7 @@ def test_an_excluded_parameter_does_not_count(parameters, data):
 
 
 # Hashes the pickled values of stdin in a fresh interpreter and prints them as JSON.
-_OTHER_PROCESS = "import json, pickle, sys; from nbflow._hashing import stable_hash; " \
+_OTHER_PROCESS = "import json, pickle, sys; from nbflow._core.hashing.encoder import stable_hash; " \
                  "print(json.dumps([stable_hash(v) for v in pickle.load(sys.stdin.buffer)]))"
 
 

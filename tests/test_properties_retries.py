@@ -1,4 +1,4 @@
-"""Retry delays (nbflow/_options.py), property-tested: one delay per retry whatever the spec (a
+"""Retry delays (nbflow/_core/options.py), property-tested: one delay per retry whatever the spec (a
 number, a list whose last value repeats, exponential_backoff), jitter within its documented bounds,
 and one clear error for a bad spec."""
 
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nbflow import task
-from nbflow._options import TaskOptions, exponential_backoff, jittered, retry_delays
+from nbflow._core.options import TaskOptions, exponential_backoff, jittered, retry_delays
 
 QUICK = settings(max_examples=150, deadline=None, database=None)
 DELAY = st.floats(min_value=0, max_value=1e6, allow_nan=False)

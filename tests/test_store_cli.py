@@ -10,7 +10,7 @@ import pytest
 from store_support import nbflow, recording, script, start, wait_for
 
 from nbflow import flow, get_run_logger, task
-from nbflow._clock import FakeClock
+from nbflow._core.clock import FakeClock
 from nbflow.cli import main
 
 

@@ -16,9 +16,9 @@ import pytest
 from store_support import db, nbflow, recording
 
 from nbflow import flow
-from nbflow._runtime import Runtime
-from nbflow._settings import Settings
-from nbflow._store.migrations import LATEST
+from nbflow._core.settings import Settings
+from nbflow._engine.runtime import Runtime
+from nbflow._services.store.migrations import LATEST
 from nbflow.exceptions import ConfigurationError
 
 
@@ -138,7 +138,7 @@ def test_with_the_store_off_no_database_is_written(tmp_path: Path) -> None:
     home = tmp_path / "home"
     runtime = Runtime.from_settings(Settings(home=str(home), store_enabled=False), console=False)
     assert runtime.store is None
-    from nbflow._runtime import use_runtime
+    from nbflow._engine.runtime import use_runtime
 
     with use_runtime(runtime):
         assert hello() == "hi"

@@ -18,7 +18,7 @@ from store_support import count, db, nbflow, recording, script, start, wait_for
 
 import nbflow.runs as runs
 from nbflow import flow, task
-from nbflow._store.sweep import sweep
+from nbflow._services.store.sweep import sweep
 
 pytestmark = pytest.mark.slow
 
@@ -267,8 +267,8 @@ def test_a_running_flow_records_a_heartbeat(tmp_path: Path) -> None:
 LATE_LINE = """
     import logging
     from nbflow import flow
-    from nbflow._context import flow_context
-    from nbflow._logging import log
+    from nbflow._engine.context import flow_context
+    from nbflow._engine.logging import log
 
     kept = []
 

@@ -18,11 +18,11 @@ from store_support import db, recording, wait_for
 
 import nbflow.runs as runs
 from nbflow import flow, get_run_logger, task
-from nbflow._clock import FakeClock
-from nbflow._runtime import get_runtime
-from nbflow._store.models import FlowRunRecord, LogRecord, StateRecord, TaskRunRecord
-from nbflow._store.render import MAX_PICKLE_BYTES
-from nbflow._store.writer import FLOW_END_WAIT_S
+from nbflow._core.clock import FakeClock
+from nbflow._engine.runtime import get_runtime
+from nbflow._services.store.models import FlowRunRecord, LogRecord, StateRecord, TaskRunRecord
+from nbflow._services.store.render import MAX_PICKLE_BYTES
+from nbflow._services.store.writer import FLOW_END_WAIT_S
 from nbflow.exceptions import ParametersNotStoredError, RunNotFoundError
 
 

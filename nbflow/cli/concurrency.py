@@ -62,7 +62,7 @@ def _limits() -> Any:
     import functools
     import types
 
-    from nbflow._runtime import Runtime
+    from nbflow._engine.runtime import Runtime
     from nbflow.concurrency import limits
 
     runtime = Runtime(console=False)  # settings from the environment, no services attached

@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 
-from nbflow._settings import ENV_PREFIX, SETTINGS_SPEC, load_settings
+from nbflow._core.settings import ENV_PREFIX, SETTINGS_SPEC, load_settings
 
 __all__ = ["register"]
 

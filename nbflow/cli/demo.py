@@ -15,6 +15,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from nbflow._demo import main
+    from nbflow.cli._demo import main
 
     return main()

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from nbflow._durations import format_duration, parse_duration
+from nbflow._core.durations import format_duration, parse_duration
 from nbflow.cli import CliError
 from nbflow.cli._format import table, when
 
@@ -92,7 +92,7 @@ def _dump(value: Any) -> None:
 
 def _check_state(state: str | None) -> None:
     """A state that is no state would list nothing, as if there were no such runs: say so instead."""
-    from nbflow._store.reader import state_words
+    from nbflow._services.store.reader import state_words
 
     if state is None:
         return
@@ -177,9 +177,9 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def _logs(args: argparse.Namespace) -> int:
     import nbflow.runs
-    from nbflow._states import FINAL_TYPE_NAMES
-    from nbflow._store import reader
-    from nbflow._store.sweep import sweep
+    from nbflow._core.states import FINAL_TYPE_NAMES
+    from nbflow._services.store import reader
+    from nbflow._services.store.sweep import sweep
 
     store = nbflow.runs._store()
     with store.reading(flush=True) as conn:
@@ -224,7 +224,7 @@ def _logs(args: argparse.Namespace) -> int:
 
 
 def _print_log(row: tuple, names: dict[str, str], flow_name: str, args: argparse.Namespace) -> None:
-    from nbflow._store.models import LogRecord
+    from nbflow._services.store.models import LogRecord
 
     log_id, flow_run_id, task_run_id, level, timestamp, logger, message = row
     if level < args.level:

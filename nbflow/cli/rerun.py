@@ -31,9 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _rerun(args: argparse.Namespace) -> int:
-    from nbflow._cache.rerun import find_flow_run, load_flow
-    from nbflow._events import RunCreated, StateChanged
-    from nbflow._runtime import get_runtime
+    from nbflow._app.reruns import find_flow_run, load_flow
+    from nbflow._core.events import RunCreated, StateChanged
+    from nbflow._engine.runtime import get_runtime
 
     runtime = get_runtime()
     record = find_flow_run(args.id)

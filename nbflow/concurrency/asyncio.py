@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
-from nbflow.concurrency._service import check_names, check_occupy, check_timeout, service_for
+from nbflow._services.limits.service import check_names, check_occupy, check_timeout, service_for
 
 __all__ = ["concurrency", "rate_limit"]
 

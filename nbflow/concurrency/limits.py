@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from nbflow.concurrency._service import service_for
+from nbflow._services.limits.service import service_for
 from nbflow.exceptions import ConcurrencyLimitError, ConcurrencyLimitNotFoundError
 
 __all__ = [
@@ -114,7 +114,7 @@ def check_decay(rate: Any) -> float:
 
 def create(name: str, limit: int, *, slot_decay_per_second: float = 0.0, runtime: Any = None) -> ConcurrencyLimit:
     """Create a limit of ``limit`` slots; with ``slot_decay_per_second`` it is a rate limit."""
-    from nbflow.concurrency import _storage
+    from nbflow._services.limits import storage as _storage
 
     name, slots, rate = check_name(name), check_limit(limit), check_decay(slot_decay_per_second)
     service = service_for(runtime)
@@ -144,7 +144,7 @@ def update(
     name: str, limit: int, *, slot_decay_per_second: float | None = None, runtime: Any = None
 ) -> ConcurrencyLimit:
     """Resize a limit. Holders keep their slots; a smaller limit makes newcomers wait until use drops."""
-    from nbflow.concurrency import _storage
+    from nbflow._services.limits import storage as _storage
 
     name, slots = check_name(name), check_limit(limit)
     rate = None if slot_decay_per_second is None else check_decay(slot_decay_per_second)
@@ -157,7 +157,7 @@ def update(
 
 def reset(name: str, *, runtime: Any = None) -> ConcurrencyLimit:
     """Free every slot of a limit now. Holders keep running; their slots just stop counting."""
-    from nbflow.concurrency import _storage
+    from nbflow._services.limits import storage as _storage
 
     name = check_name(name)
     service = service_for(runtime)
@@ -169,7 +169,7 @@ def reset(name: str, *, runtime: Any = None) -> ConcurrencyLimit:
 
 def delete(name: str, *, runtime: Any = None) -> None:
     """Remove a limit. Holders finish normally; waiters go ahead unlimited (``strict=True`` ones raise)."""
-    from nbflow.concurrency import _storage
+    from nbflow._services.limits import storage as _storage
 
     name = check_name(name)
     service = service_for(runtime)
@@ -179,7 +179,7 @@ def delete(name: str, *, runtime: Any = None) -> None:
 
 
 def _read(name: str | None, runtime: Any) -> list[ConcurrencyLimit]:
-    from nbflow.concurrency import _storage
+    from nbflow._services.limits import storage as _storage
 
     service = service_for(runtime)
     now = service.clock.now()

@@ -24,7 +24,7 @@ from pathlib import Path
 import ipywidgets
 import traitlets
 
-from nbflow._threads import renew_after_fork
+from nbflow._core.threads import renew_after_fork
 from nbflow.exceptions import NbflowError
 
 __all__ = ["STATIC", "MonitorAssets", "check_bundle", "graphviz_source", "loader_source", "shared_assets"]

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from types import CodeType
 from typing import Any
 
-from nbflow._flows import Flow, flow
+from nbflow._engine.flow import Flow, flow
 
 __all__ = ["CellFlow", "await_transformer", "body_kind", "cell_number", "default_name", "FLOW_CELL"]
 

@@ -14,9 +14,9 @@ import sys
 import threading
 from typing import IO, Any
 
-from nbflow._events import ENGINE_LOGGER, LogEmitted, StateChanged
-from nbflow._logging import format_line
-from nbflow._runs import TaskRun
+from nbflow._core.events import ENGINE_LOGGER, LogEmitted, StateChanged
+from nbflow._core.records import TaskRun
+from nbflow._engine.logging import format_line
 
 __all__ = ["RunOutput"]
 

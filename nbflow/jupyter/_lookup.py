@@ -11,7 +11,7 @@ from typing import Any
 
 from IPython.core.error import UsageError
 
-from nbflow._flows import Flow
+from nbflow._engine.flow import Flow
 from nbflow.jupyter._runs_table import RunRow, row_of
 from nbflow.jupyter._session import NotebookSession
 
@@ -20,7 +20,7 @@ __all__ = ["run_history", "find_run", "find_flow", "resolve_rerun", "open_monito
 
 def _store() -> Any:
     """The run store's query module, or None where there is none (``NBFLOW_STORE_ENABLED=false``)."""
-    from nbflow._runtime import get_runtime
+    from nbflow._engine.runtime import get_runtime
 
     if get_runtime().store is None:
         return None

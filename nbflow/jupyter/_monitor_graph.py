@@ -16,7 +16,7 @@ from itertools import chain, compress, repeat
 from operator import add, attrgetter, eq, is_, not_
 from typing import Any
 
-from nbflow._events import EdgesAdded
+from nbflow._core.events import EdgesAdded
 
 __all__ = ["COLLAPSE_AT", "Node", "ViewGraph"]
 

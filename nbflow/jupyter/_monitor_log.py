@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from nbflow._events import ENGINE_LOGGER, Event, LogEmitted, StateChanged
+from nbflow._core.events import ENGINE_LOGGER, Event, LogEmitted, StateChanged
 from nbflow.jupyter._monitor_records import WIRE_TEXT_LIMIT
 
 __all__ = ["LOG_LIMIT", "RUN_LOG_LIMIT", "WIRE_LOG_LIMIT", "QUIET", "BAD", "StateLog"]

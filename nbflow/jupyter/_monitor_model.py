@@ -32,8 +32,8 @@ from itertools import compress, repeat, starmap
 from operator import attrgetter, is_
 from typing import Any
 
-from nbflow._events import EdgesAdded, Event, LogEmitted, RunCreated, StateChanged
-from nbflow._runs import FlowRun
+from nbflow._core.events import EdgesAdded, Event, LogEmitted, RunCreated, StateChanged
+from nbflow._core.records import FlowRun
 from nbflow.jupyter._monitor_graph import COLLAPSE_AT, Node, ViewGraph
 from nbflow.jupyter._monitor_log import BAD, LOG_LIMIT, QUIET, RUN_LOG_LIMIT, WIRE_LOG_LIMIT, StateLog
 from nbflow.jupyter._monitor_records import CompactRuns, RunRecord, error_text, format_error

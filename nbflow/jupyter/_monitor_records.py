@@ -14,7 +14,7 @@ from itertools import chain, compress
 from operator import attrgetter, eq
 from typing import Any, NamedTuple
 
-from nbflow._states import State, StateType
+from nbflow._core.states import State, StateType
 
 __all__ = ["RunRecord", "CompactRuns", "error_text", "format_error", "WIRE_TEXT_LIMIT", "TRACEBACK_LIMIT"]
 

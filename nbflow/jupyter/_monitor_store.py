@@ -13,9 +13,9 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from nbflow._events import EdgesAdded, LogEmitted, RunCreated, StateChanged
-from nbflow._states import State, StateType
-from nbflow._store import reader
+from nbflow._core.events import EdgesAdded, LogEmitted, RunCreated, StateChanged
+from nbflow._core.states import State, StateType
+from nbflow._services.store import reader
 from nbflow.jupyter._monitor_model import MonitorModel
 from nbflow.jupyter._monitor_records import RunRecord
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from nbflow._durations import format_duration
+from nbflow._core.durations import format_duration
 
 __all__ = ["RunRow", "row_of", "render_table", "monitor_picker"]
 

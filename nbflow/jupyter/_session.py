@@ -22,13 +22,13 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from nbflow._events import Event, LogEmitted, RunCreated, StateChanged
-from nbflow._runs import FlowRun, TaskRun
-from nbflow._states import State
+from nbflow._core.events import Event, LogEmitted, RunCreated, StateChanged
+from nbflow._core.records import FlowRun, TaskRun
+from nbflow._core.states import State
 from nbflow.jupyter._cell_output import RunOutput
 
 if TYPE_CHECKING:
-    from nbflow._runtime import Runtime
+    from nbflow._engine.runtime import Runtime
     from nbflow.jupyter._cell_flow import CellFlow
 
 __all__ = ["NotebookSession", "RecentRun", "attach", "active_session", "no_monitor"]
@@ -111,7 +111,7 @@ class NotebookSession:
         global _active  # the session of this process's shell, found by runtimes as they are built
         _active = self
         self.shell.events.register("pre_run_cell", self._pre_run_cell)
-        from nbflow._runtime import default_runtime
+        from nbflow._engine.runtime import default_runtime
 
         default = default_runtime(create=False)  # built before %load_ext? (never build it here)
         if default is not None:

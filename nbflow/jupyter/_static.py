@@ -16,7 +16,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from nbflow._durations import format_duration
+from nbflow._core.durations import format_duration
 
 __all__ = ["PALETTE", "render_html", "render_svg", "render_text", "layered_layout"]
 

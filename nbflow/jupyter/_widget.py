@@ -24,9 +24,9 @@ import anywidget
 import traitlets
 from ipywidgets import widget_serialization
 
-from nbflow._events import Event, EventBus
-from nbflow._runs import FlowRun
-from nbflow._threads import start_thread
+from nbflow._core.events import Event, EventBus
+from nbflow._core.records import FlowRun
+from nbflow._core.threads import start_thread
 from nbflow.exceptions import NbflowError
 from nbflow.jupyter._assets import MonitorAssets, check_bundle, graphviz_source, loader_source, shared_assets
 from nbflow.jupyter._monitor_model import WIRE_LOG_LIMIT, MonitorModel
@@ -376,7 +376,7 @@ def monitor(run: FlowRun | str) -> RunMonitor:
     >>> state = etl(return_state=True)          # doctest: +SKIP
     >>> nbflow.monitor("nimble-falcon")          # doctest: +SKIP
     """
-    from nbflow._runtime import get_runtime
+    from nbflow._engine.runtime import get_runtime
     from nbflow.jupyter._monitor_store import load_model
 
     runtime = get_runtime()

@@ -15,9 +15,9 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser, argument, magic_arguments, parse_argstring
 
-from nbflow._flows import Flow
-from nbflow._options import FlowOptions
-from nbflow._runtime import get_runtime
+from nbflow._core.options import FlowOptions
+from nbflow._engine.flow import Flow
+from nbflow._engine.runtime import get_runtime
 from nbflow.jupyter._cell_flow import CellFlow, await_transformer, cell_number, default_name
 from nbflow.jupyter._session import NotebookSession, no_monitor
 from nbflow.jupyter._tracebacks import user_error

@@ -20,7 +20,7 @@ import pytest
 from store_support import db, recording
 
 from nbflow import flow, task
-from nbflow._forkguard import FORK_WAIT_S
+from nbflow._core.forkguard import FORK_WAIT_S
 from nbflow.cache_policies import INPUTS
 
 pytestmark = pytest.mark.slow
@@ -139,8 +139,8 @@ def test_a_child_forked_during_a_result_write_does_not_hold_its_lock(tmp_path: P
     import os
     import signal
 
-    from nbflow._cache import files
-    from nbflow._cache.signing import Signer
+    from nbflow._services.cache import files
+    from nbflow._services.cache.signing import Signer
 
     folder = tmp_path / "cache"
     folder.mkdir()
@@ -163,7 +163,7 @@ HELD_DURING_A_FORK = """
 import os, signal, sys, threading, time
 from pathlib import Path
 from nbflow import flow, task
-import nbflow._runtime as runtime_module
+import nbflow._engine.runtime as runtime_module
 
 @task
 def one(i: int) -> int:

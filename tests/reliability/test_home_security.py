@@ -17,8 +17,8 @@ from cache_support import CacheHarness
 from store_support import env, nbflow, recording, script
 
 from nbflow import flow, task
-from nbflow._runtime import Runtime
-from nbflow._settings import Settings
+from nbflow._core.settings import Settings
+from nbflow._engine.runtime import Runtime
 from nbflow.cache_policies import INPUTS
 from nbflow.exceptions import ConfigurationError
 
@@ -298,8 +298,8 @@ def test_entries_of_this_home_still_hit_in_another_process(tmp_path: Path) -> No
     with CacheHarness(home):
         fetch(10), fetch(BIG)
     code = f"""
-from nbflow._runtime import Runtime, use_runtime
-from nbflow._settings import Settings
+from nbflow._engine.runtime import Runtime, use_runtime
+from nbflow._core.settings import Settings
 from test_home_security import fetch, BIG
 with use_runtime(Runtime.from_settings(Settings(home={str(home)!r}, store_enabled=False), console=False)):
     print(fetch(10)[0], fetch(BIG)[0])

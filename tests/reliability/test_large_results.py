@@ -2,7 +2,7 @@
 they cannot change) written off the task's critical path.
 
 Real processes share one home. A process is killed mid-write, or held mid-write, by an injected
-fault: ``nbflow._cache.files._write_all`` is wrapped in the child so that it writes half of a large
+fault: ``nbflow._services.cache.files._write_all`` is wrapped in the child so that it writes half of a large
 buffer, creates a marker file and then blocks (until a release file appears, or forever).
 """
 
@@ -76,7 +76,7 @@ def one(kind: str, nbytes: int):
 # until $RELEASE_FILE exists (never, if it is not set).
 HOLD = '''
 import os, time
-import nbflow._cache.files as files
+import nbflow._services.cache.files as files
 _real = files._write_all
 def _held(fd, buffer):
     view = memoryview(buffer).cast("B") if buffer.__class__ is not files.pickle.PickleBuffer else buffer.raw()
@@ -254,7 +254,7 @@ print(one("bytes", {32 * MB}), flush=True)
     # The row says "being written" now; the reader waits for that file's lock (and says so).
     reader = _spawn(f"""
 import json
-import nbflow._cache.files as files
+import nbflow._services.cache.files as files
 _real = files.wait_written
 def _waiting(*args, **kwargs):
     open({str(folder / "waiting")!r}, "w").close()
@@ -297,7 +297,7 @@ def test_a_result_that_does_not_fit_the_background_budget_is_written_at_once(pro
     folder, env = project
     release = folder / "release"
     writer = _spawn(HOLD + f"""
-import nbflow._cache.files as files
+import nbflow._services.cache.files as files
 files.MAX_BACKGROUND_BYTES = {40 * MB}
 from bigflow import one
 one("bytes", {32 * MB})          # held half-written in the background

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from store_support import count, db, env, script, start, wait_for
 
-from nbflow._store import db as store_db
+from nbflow._services.store import db as store_db
 
 pytestmark = pytest.mark.slow
 
@@ -159,7 +159,7 @@ def locked(n: int) -> int:
 print(locked(20), flush=True)
 """
 
-OPEN = "from nbflow._runtime import default_runtime; default_runtime(); print('opened', flush=True)"
+OPEN = "from nbflow._engine.runtime import default_runtime; default_runtime(); print('opened', flush=True)"
 
 
 def _open_home(home: Path) -> subprocess.CompletedProcess[str]:

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from store_support import env, nbflow, recording, script
 
-from nbflow._events import LogEmitted
-from nbflow._logging import ConsoleLogger
-from nbflow._runs import TaskRun
+from nbflow._core.events import LogEmitted
+from nbflow._core.records import TaskRun
+from nbflow._engine.logging import ConsoleLogger
 
 # --- the magics, in a real IPython shell -------------------------------------------------------------
 

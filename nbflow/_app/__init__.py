@@ -1,0 +1,1 @@
+"""The composition root: the only layer that sees both the engine and the services."""

@@ -1,1 +1,0 @@
-"""The result cache: persisted task results on diskcache, cache keys from policies, and reruns."""

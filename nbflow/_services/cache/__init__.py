@@ -1,0 +1,1 @@
+"""The result cache: task results on diskcache under the home, signed and fork-safe."""

@@ -1,0 +1,1 @@
+"""Concurrency limits: named slots with leases, shared by every process of a home."""
