@@ -25,10 +25,10 @@ REPEATS = 3 if QUICK else 7
 
 
 def _runtime(home: Path, **settings: Any) -> Any:
+    from nbflow._app.wiring import build_runtime
     from nbflow._core.settings import Settings
-    from nbflow._engine.runtime import Runtime
 
-    runtime = Runtime.from_settings(Settings(home=str(home), **settings))  # defaults: the run store is on
+    runtime = build_runtime(Settings(home=str(home), **settings))  # defaults: the run store is on
     runtime.console._stream = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
     return runtime
 

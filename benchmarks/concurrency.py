@@ -102,13 +102,14 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
 
 def _nbflow(root: Path) -> dict[str, Any]:
     """Uncontended costs in this process, against a fresh home."""
+    from nbflow._app.wiring import build_runtime
     from nbflow._core.settings import Settings
-    from nbflow._engine.runtime import Runtime, use_runtime
+    from nbflow._engine.runtime import use_runtime
     from nbflow.concurrency import limits
     from nbflow.concurrency.sync import concurrency, rate_limit
 
     home = root / "nbflow"
-    runtime = Runtime.from_settings(Settings(home=home, store_enabled=False), console=False)
+    runtime = build_runtime(Settings(home=home, store_enabled=False), console=False)
     with use_runtime(runtime):
         limits.create("bench", 5)
         limits.create("rate", 1_000_000, slot_decay_per_second=1000)
@@ -142,11 +143,11 @@ def _nbflow(root: Path) -> dict[str, Any]:
 
 def _probe_cost(runtime: Any) -> float:
     """One poll of a waiter that cannot go yet: the read it repeats every 5-100 ms while waiting."""
+    from nbflow._app.wiring import limits_for
     from nbflow._services.limits import storage as _storage
-    from nbflow._services.limits.service import service_for
     from nbflow.concurrency.sync import concurrency
 
-    service = service_for(runtime)
+    service = limits_for(runtime)
     with concurrency("bench", occupy=5):  # full: the probe says "not yet"
         req = service.request(("bench",), 1, "lease")
         start = time.perf_counter()

@@ -32,10 +32,10 @@ READ = 1_000 if QUICK else 10_000
 # --- jobs (each in its own fresh process) ----------------------------------------------------------
 
 def _runtime(home: str, store: bool) -> Any:
+    from nbflow._app.wiring import build_runtime
     from nbflow._core.settings import Settings
-    from nbflow._engine.runtime import Runtime
 
-    runtime = Runtime.from_settings(Settings(home=home, store_enabled=store))
+    runtime = build_runtime(Settings(home=home, store_enabled=store))
     runtime.console._stream = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
     return runtime
 

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+import nbflow._app  # noqa: E402, F401  the composition root: installs the builder of the default runtime
+
 # Public name -> module that defines it. Modules load on first use, so `import nbflow` stays cheap.
 _EXPORTS = {
     "Flow": "nbflow._engine.flow",

@@ -10,9 +10,10 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from nbflow._app.wiring import build_runtime
 from nbflow._core.events import LogEmitted
 from nbflow._core.settings import Settings
-from nbflow._engine.runtime import Runtime, use_runtime
+from nbflow._engine.runtime import use_runtime
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -27,7 +28,7 @@ class CacheHarness:
         self.recorder = Recorder()
         self.console_text = io.StringIO()
         values = {"home": str(home), "store_enabled": False, **settings}
-        self.runtime = Runtime.from_settings(Settings(**values), clock=clock, subscribers=(self.recorder,))
+        self.runtime = build_runtime(Settings(**values), clock=clock, subscribers=(self.recorder,))
         assert self.runtime.console is not None and self.runtime.cache is not None
         self.runtime.console._stream = self.console_text
         self.cache = self.runtime.cache

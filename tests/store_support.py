@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from nbflow._app.wiring import build_runtime
 from nbflow._core.settings import Settings
 from nbflow._engine.runtime import Runtime, use_runtime
 
@@ -23,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 @contextmanager
 def recording(home: Path, clock: Any = None, **settings: Any) -> Iterator[Runtime]:
     """A runtime with the store on (console captured, not printed), entered; the store closed after."""
-    runtime = Runtime.from_settings(Settings(home=str(home), **settings), clock=clock)
+    runtime = build_runtime(Settings(home=str(home), **settings), clock=clock)
     assert runtime.store is not None
     runtime.console._stream = io.StringIO()  # type: ignore[union-attr]
     try:

@@ -224,10 +224,11 @@ def project(tmp_path):
 
 def _latest(home, flow_name):
     """The latest recorded run of ``flow_name`` in another home folder (one written by a subprocess)."""
+    from nbflow._app.wiring import build_runtime
     from nbflow._core.settings import Settings
-    from nbflow._engine.runtime import Runtime, use_runtime
+    from nbflow._engine.runtime import use_runtime
 
-    with use_runtime(Runtime.from_settings(Settings(home=str(home)), console=False)):
+    with use_runtime(build_runtime(Settings(home=str(home)), console=False)):
         return find_flow_run(None, flow_name)
 
 

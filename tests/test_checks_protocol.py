@@ -13,6 +13,7 @@ import jsonschema
 import pytest
 
 from nbflow import cache_policies, flow, get_run_logger, task
+from nbflow._app.wiring import build_runtime
 from nbflow._core.events import RunCreated
 from nbflow._core.settings import Settings
 from nbflow._engine.runtime import Runtime, use_runtime
@@ -91,7 +92,7 @@ class Monitors:
 
 @pytest.fixture
 def monitors(tmp_path: Path) -> Iterator[Monitors]:
-    runtime = Runtime.from_settings(Settings(home=str(tmp_path / "home"), store_enabled=False), console=False)
+    runtime = build_runtime(Settings(home=str(tmp_path / "home"), store_enabled=False), console=False)
     with use_runtime(runtime):
         yield Monitors(runtime)
 

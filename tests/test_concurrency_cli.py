@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from nbflow._app.wiring import build_runtime
 from nbflow._core.settings import Settings
-from nbflow._engine.runtime import Runtime, use_runtime
+from nbflow._engine.runtime import use_runtime
 from nbflow.concurrency import limits
 from nbflow.exceptions import ConcurrencyLimitError, ConcurrencyLimitNotFoundError
 
@@ -29,7 +30,7 @@ def nbflow(home: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture
 def home(tmp_path) -> Iterator[Path]:
     home = tmp_path / "home"
-    with use_runtime(Runtime.from_settings(Settings(home=home, store_enabled=False), console=False)):
+    with use_runtime(build_runtime(Settings(home=home, store_enabled=False), console=False)):
         yield home
 
 

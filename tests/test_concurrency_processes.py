@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from nbflow._app.wiring import build_runtime
 from nbflow._core.settings import Settings
-from nbflow._engine.runtime import Runtime, use_runtime
+from nbflow._engine.runtime import use_runtime
 from nbflow.concurrency import limits
 from nbflow.concurrency.sync import concurrency
 from nbflow.exceptions import AcquireConcurrencySlotTimeoutError
@@ -78,7 +79,7 @@ def child_env(home: Path, **settings: str) -> dict[str, str]:
 @pytest.fixture
 def home(tmp_path) -> Iterator[Path]:
     home = tmp_path / "home"
-    runtime = Runtime.from_settings(
+    runtime = build_runtime(
         Settings(home=home, store_enabled=False, concurrency_lease_seconds=0.6), console=False
     )
     with use_runtime(runtime):

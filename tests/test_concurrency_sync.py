@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from nbflow._app.wiring import build_runtime
 from nbflow._core.clock import FakeClock
 from nbflow._core.settings import Settings
 from nbflow._engine.runtime import Runtime, use_runtime
@@ -26,7 +27,7 @@ from nbflow.exceptions import (
 
 @pytest.fixture
 def home(tmp_path) -> Iterator[Runtime]:
-    runtime = Runtime.from_settings(Settings(home=tmp_path / "home", store_enabled=False), console=False)
+    runtime = build_runtime(Settings(home=tmp_path / "home", store_enabled=False), console=False)
     with use_runtime(runtime):
         yield runtime
 
@@ -34,7 +35,7 @@ def home(tmp_path) -> Iterator[Runtime]:
 @pytest.fixture
 def fake_home(tmp_path) -> Iterator[Runtime]:
     """Sleeps return at once and move the clock: slot decay and timeouts without waiting."""
-    runtime = Runtime.from_settings(
+    runtime = build_runtime(
         Settings(home=tmp_path / "home", store_enabled=False), clock=FakeClock(), console=False
     )
     with use_runtime(runtime):

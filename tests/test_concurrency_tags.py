@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from nbflow import ThreadPoolTaskRunner, flow, task
+from nbflow._app.wiring import build_runtime
 from nbflow._core.events import RunCreated, StateChanged
 from nbflow._core.settings import Settings
 from nbflow._engine.context import flow_context
@@ -28,7 +29,7 @@ class Recorder:
 @pytest.fixture
 def runtime(tmp_path) -> Iterator[Runtime]:
     recorder = Recorder()
-    rt = Runtime.from_settings(
+    rt = build_runtime(
         Settings(home=tmp_path / "home", store_enabled=False), subscribers=(recorder,), console=False
     )
     rt.recorder = recorder  # type: ignore[attr-defined]

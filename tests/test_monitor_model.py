@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from nbflow import cache_policies, flow, task
+from nbflow._app.wiring import build_runtime
 from nbflow._core.events import EdgesAdded, LogEmitted, RunCreated, StateChanged
 from nbflow._core.records import FlowRun, TaskRun
 from nbflow._core.settings import Settings
@@ -40,7 +41,7 @@ class Monitors:
 @pytest.fixture
 def runtime(tmp_path: Path) -> Iterator[Runtime]:
     """A runtime of real parts with the result cache on (store off, console quiet)."""
-    rt = Runtime.from_settings(Settings(home=str(tmp_path / "home"), store_enabled=False), console=False)
+    rt = build_runtime(Settings(home=str(tmp_path / "home"), store_enabled=False), console=False)
     with use_runtime(rt):
         yield rt
 

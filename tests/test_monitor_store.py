@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from nbflow import flow, task
+from nbflow._app.wiring import build_runtime
 from nbflow._core.events import RunCreated
 from nbflow._core.settings import Settings
 from nbflow._engine.runtime import Runtime, use_runtime
@@ -21,7 +22,7 @@ from nbflow.jupyter._monitor_store import StoreFollower, load_model
 
 @pytest.fixture
 def runtime(tmp_path: Path) -> Iterator[Runtime]:
-    rt = Runtime.from_settings(Settings(home=str(tmp_path / "home")), console=False)
+    rt = build_runtime(Settings(home=str(tmp_path / "home")), console=False)
     assert rt.store is not None
     with use_runtime(rt):
         yield rt

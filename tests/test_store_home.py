@@ -16,9 +16,9 @@ import pytest
 from store_support import db, nbflow, recording
 
 from nbflow import flow
+from nbflow._app.wiring import build_runtime
 from nbflow._core.settings import Settings
-from nbflow._engine.runtime import Runtime
-from nbflow._services.store.migrations import LATEST
+from nbflow._services.database.migrations import LATEST
 from nbflow.exceptions import ConfigurationError
 
 
@@ -29,7 +29,7 @@ def hello() -> str:
 
 def open_fails(home: Path) -> str:
     with pytest.raises(ConfigurationError) as info:
-        Runtime.from_settings(Settings(home=str(home)), console=False)
+        build_runtime(Settings(home=str(home)), console=False)
     return str(info.value)
 
 
@@ -136,7 +136,7 @@ def test_the_cli_names_a_bad_home_in_one_line(tmp_path: Path) -> None:
 
 def test_with_the_store_off_no_database_is_written(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    runtime = Runtime.from_settings(Settings(home=str(home), store_enabled=False), console=False)
+    runtime = build_runtime(Settings(home=str(home), store_enabled=False), console=False)
     assert runtime.store is None
     from nbflow._engine.runtime import use_runtime
 

@@ -9,7 +9,7 @@ from store_support import recording
 
 import nbflow.runs as runs
 from nbflow import flow
-from nbflow._services.store.migrations import LATEST, MIGRATIONS, statements
+from nbflow._services.database.migrations import LATEST, MIGRATIONS, statements
 
 
 def test_versions_run_from_one_without_gaps() -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nbflow._app import history
 from nbflow.exceptions import FlowRunOnImport, NbflowError, RunNotFoundError
 
 if TYPE_CHECKING:
@@ -39,9 +40,7 @@ class RecordedRun:
 
     def parameters(self) -> dict[str, Any]:
         """The run's real parameter values; ``ParametersNotStoredError`` says why when they are gone."""
-        import nbflow.runs
-
-        return nbflow.runs.load_parameters(self.id)
+        return history.load_parameters(self.id)
 
 
 # --- finding the run ---------------------------------------------------------------------------------
@@ -49,15 +48,13 @@ class RecordedRun:
 def find_flow_run(flow_run_id: str | None = None, flow_name: str | None = None) -> RecordedRun:
     """The flow run ``flow_run_id`` (an id, a unique id prefix, or a run name), else the latest
     top-level run of ``flow_name``, in the current runtime's run store. ``RunNotFoundError`` when none."""
-    import nbflow.runs
-
     if flow_run_id is None:
-        runs = nbflow.runs.flow_runs(flow_name=flow_name, limit=1, top_level=True)
+        runs = history.flow_runs(flow_name=flow_name, limit=1, top_level=True)
         if not runs:
             raise RunNotFoundError(f"Flow {flow_name!r} has no recorded runs to rerun: run it first.")
         record = runs[0]
     else:
-        record = nbflow.runs.flow_run(flow_run_id)
+        record = history.flow_run(flow_run_id)
     return RecordedRun(record.id, record.name, record.flow_name, record.flow_ref)
 
 
@@ -194,7 +191,7 @@ def _load_script(path: Path) -> Any:
     name = f"nbflow_rerun_{path.stem}"
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
-    from nbflow._engine.flow import SCRIPT_MARK
+    from nbflow._core.entrypoints import SCRIPT_MARK
 
     module = importlib.util.module_from_spec(spec)
     setattr(module, SCRIPT_MARK, str(path.resolve()))  # its flows' runs are recorded under this path

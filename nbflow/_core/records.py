@@ -34,7 +34,7 @@ class FlowRun:
     __slots__ = (
         "id", "name", "flow_name", "parameters", "parent_flow_run_id", "parent_task_run_id",
         "tags", "state", "start_time", "end_time", "run_count", "rerun_of", "deployment_id",
-        "pid", "host", "__weakref__",
+        "pid", "host", "entrypoint", "__weakref__",
     )
 
     def __init__(
@@ -65,6 +65,9 @@ class FlowRun:
         self.deployment_id = deployment_id
         self.pid = os.getpid()
         self.host = HOST
+        # Where the flow's function can be imported from (``nbflow._core.entrypoints``), set by the
+        # engine when a store records the run: reruns and crash hooks read it back.
+        self.entrypoint: str | None = None
 
     kind = "flow"
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import os
-import sys
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar, overload
 
 from nbflow._core import states
+from nbflow._core.entrypoints import flow_entrypoint
 from nbflow._core.events import FlowRunFinished, RunCreated, closing_text
 from nbflow._core.names import format_run_name, generate_run_name
 from nbflow._core.options import FlowOptions, build_options, replace_options, retry_delays
@@ -24,9 +23,9 @@ from nbflow._engine.logging import format_user_traceback, log, print_redirect
 from nbflow._engine.runtime import Runtime, get_runtime
 from nbflow._engine.task_run import next_retry, run_hooks, set_state
 from nbflow._engine.task_runners import ThreadPoolTaskRunner
-from nbflow.exceptions import CancelledRun, FlowRunTimeoutError
+from nbflow.exceptions import CancelledRun, FlowRunTimeoutError, NbflowError
 
-__all__ = ["Flow", "flow", "flow_entrypoint"]
+__all__ = ["Flow", "flow"]
 
 R = TypeVar("R")
 
@@ -64,6 +63,8 @@ class Flow(Generic[R]):
         runtime = runtime or get_runtime()
         parent = flow_context()
         flow_run = flow_run or self.new_flow_run(parameters, parent)
+        if runtime.store is not None:
+            flow_run.entrypoint = flow_entrypoint(self.fn)
         lifecycle = flow_lifecycle(self, flow_run, parameters, runtime, parent)
         if self.isasync:
             return _finish_async(adrive(lifecycle, runtime.clock), return_state)
@@ -101,9 +102,11 @@ class Flow(Generic[R]):
     def rerun(self, flow_run_id: str | None = None, *, return_state: bool = False) -> Any:
         """Run again with the parameters of an earlier run (default: the latest), as a new flow run
         linked to it: tasks whose inputs and code are unchanged end ``Cached`` without running."""
-        from nbflow._app.reruns import rerun
-
-        return rerun(self, flow_run_id, return_state=return_state)
+        __tracebackhide__ = True
+        runtime = get_runtime()
+        if runtime.rerun is None:
+            raise NbflowError("flow.rerun() needs a runtime wired with the run store (build it with nbflow's defaults)")
+        return runtime.rerun(self, flow_run_id, return_state=return_state)
 
     def __repr__(self) -> str:
         return f"Flow(name={self.name!r})"
@@ -212,36 +215,6 @@ def _finish(flow: Flow, flow_run: FlowRun, runtime: Runtime, state: State, hooks
     runtime.bus.emit(FlowRunFinished(flow_run))
     return state
 
-
-def flow_entrypoint(fn: Any) -> str:
-    """Where ``fn`` (a flow's function) can be imported from by another process.
-
-    ``"package.module:qualname"``; for a script run as ``python script.py``, ``"/abs/script.py:qualname"``;
-    ``"__main__:qualname"`` for code typed in a notebook or REPL, which no other process can import.
-    """
-    module = getattr(fn, "__module__", None) or "__main__"
-    qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "?")
-    if module == "__main__":
-        main_file = getattr(sys.modules.get("__main__"), "__file__", None)
-        code_file = getattr(getattr(fn, "__code__", None), "co_filename", None)
-        if main_file and code_file and main_file.endswith(".py") and _same_path(main_file, code_file):
-            return f"{os.path.abspath(main_file)}:{qualname}"
-    script = getattr(sys.modules.get(module), SCRIPT_MARK, None)  # a script a rerun loaded by its path
-    if script:
-        return f"{script}:{qualname}"
-    return f"{module}:{qualname}"
-
-
-SCRIPT_MARK = "__nbflow_script__"
-"""Set on a script's module that a rerun imported by path: its flows are recorded under that path
-again, so a rerun of the rerun finds the script too."""
-
-
-def _same_path(a: str, b: str) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 @overload

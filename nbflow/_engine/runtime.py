@@ -1,13 +1,13 @@
 """The runtime: the dependencies a run uses (settings, clock, event bus, cache, store), passed in.
 
-A process has one default runtime, built on first use from the environment; tests and embedders make
+A process has one default runtime, built on first use from the environment by the builder the
+composition root installed (``nbflow._app.wiring.build_runtime``); tests and embedders make
 their own and enter it with ``use_runtime``. Nothing else in the engine reaches for globals.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
@@ -16,10 +16,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import asyncio
 
+    from nbflow._engine.ports import LimitsPort, RerunPort, StorePort
+
 from nbflow._core.clock import Clock, SystemClock
 from nbflow._core.events import EventBus, Subscriber
 from nbflow._core.forkguard import ForkGuard
 from nbflow._core.threads import start_thread
+from nbflow._engine import defaults
 from nbflow._engine.context import RootContext, current
 from nbflow._engine.logging import ConsoleLogger
 
@@ -57,8 +60,8 @@ class _LoopThread:
 class Runtime:
     """Settings, clock, bus and the optional services a run talks to.
 
-    ``cache``, ``store`` and ``limits`` are None until the modules providing them attach themselves;
-    the engine checks for None and skips what is not there.
+    ``cache``, ``store`` and ``limits`` are None until the composition root (``nbflow._app.wiring``)
+    attaches them; the engine checks for None and skips what is not there.
     """
 
     def __init__(
@@ -81,28 +84,9 @@ class Runtime:
         self.bus = EventBus(base + tuple(subscribers or ()))
         self.loop_thread = _LoopThread()
         self.cache: Any = None
-        self.store: Any = None
-        self.limits: Any = None
-
-    @classmethod
-    def from_settings(cls, settings: Any = None, **kwargs: Any) -> Runtime:
-        """A runtime wired with every service the settings turn on (store, cache, limits)."""
-        runtime = cls(settings, **kwargs)
-        # Services attach here as they are built; each is imported only when enabled.
-        from nbflow._services.cache.service import ResultCache  # always on: it only costs something when used
-
-        runtime.cache = ResultCache.attach(runtime)
-        if runtime.settings.store_enabled:
-            from nbflow._services.store.service import Store
-
-            Store.attach(runtime)
-        from nbflow._services.limits.service import attach as attach_limits  # opens nothing until used
-
-        attach_limits(runtime)
-        notebook = sys.modules.get("nbflow.jupyter._session")  # loaded by `%load_ext nbflow` only
-        if notebook is not None:
-            notebook.attach(runtime)
-        return runtime
+        self.store: StorePort | None = None
+        self.limits: LimitsPort | None = None
+        self.rerun: RerunPort | None = None
 
 
 _default: Runtime | None = None
@@ -118,7 +102,8 @@ def default_runtime(create: bool = True) -> Runtime | None:
     if _default is None and create:
         with _default_lock:
             if _default is None:
-                _default = Runtime.from_settings()
+                build = defaults.builder()
+                _default = build() if build is not None else Runtime()
     return _default
 
 

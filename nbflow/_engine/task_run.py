@@ -14,6 +14,7 @@ from nbflow._core.states import State
 from nbflow._engine.context import FlowRunContext, TaskRunContext, current
 from nbflow._engine.drive import Call, Interrupted, Lifecycle, Outcome, Sleep, cancellations
 from nbflow._engine.futures import NbflowFuture
+from nbflow._engine.limits import TaskSlots
 from nbflow._engine.logging import format_user_traceback, log, print_redirect
 from nbflow.exceptions import CancelledRun, TaskRunTimeoutError, UpstreamTaskError
 
@@ -143,7 +144,7 @@ def task_lifecycle(
             if hit is not None:
                 return _finish(task, ctx, task_run, hit)
         if limits is not None and task_run.tags:
-            slots = limits.task_slots(task_run, ctx)
+            slots = TaskSlots(limits, task_run, ctx)
             while (wait := slots.attempt()) is not None:  # an async run on a loop waits without blocking it
                 yield Sleep(wait)
         log_prints = options.log_prints if options.log_prints is not None else ctx.log_prints

@@ -176,12 +176,12 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    import nbflow.runs
+    from nbflow._app.history import current_store
     from nbflow._core.states import FINAL_TYPE_NAMES
     from nbflow._services.store import reader
     from nbflow._services.store.sweep import sweep
 
-    store = nbflow.runs._store()
+    store = current_store()
     with store.reading(flush=True) as conn:
         flow_id = reader.resolve_flow_run(conn, args.id)
     last = 0

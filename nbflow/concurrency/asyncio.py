@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
-from nbflow._services.limits.service import check_names, check_occupy, check_timeout, service_for
+from nbflow._app.wiring import limits_for
+from nbflow._engine.limits import current_holder
+from nbflow._services.limits.service import check_names, check_occupy, check_timeout
 
 __all__ = ["concurrency", "rate_limit"]
 
@@ -27,8 +29,8 @@ async def concurrency(
     if not names:
         yield
         return
-    service = service_for()
-    lease = await service.aacquire(names, occupy, timeout, strict)
+    service = limits_for()
+    lease = await service.aacquire(names, occupy, timeout, strict, holder=current_holder())
     try:
         yield
     finally:
@@ -44,4 +46,5 @@ async def rate_limit(
     """``nbflow.concurrency.sync.rate_limit`` for async code: ``await rate_limit("api")``."""
     names = check_names(names)
     if names:
-        await service_for().aacquire(names, check_occupy(occupy), check_timeout(timeout_seconds), strict, mode="rate")
+        occupy, timeout = check_occupy(occupy), check_timeout(timeout_seconds)
+        await limits_for().aacquire(names, occupy, timeout, strict, mode="rate", holder=current_holder())

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from nbflow._services.limits.service import service_for
+from nbflow._app.wiring import limits_for
 from nbflow.exceptions import ConcurrencyLimitError, ConcurrencyLimitNotFoundError
 
 __all__ = [
@@ -117,7 +117,7 @@ def create(name: str, limit: int, *, slot_decay_per_second: float = 0.0, runtime
     from nbflow._services.limits import storage as _storage
 
     name, slots, rate = check_name(name), check_limit(limit), check_decay(slot_decay_per_second)
-    service = service_for(runtime)
+    service = limits_for(runtime)
     with service.db() as conn:
         if not _storage.create(conn, name, slots, rate, service.clock.now()):
             raise ConcurrencyLimitError(
@@ -148,7 +148,7 @@ def update(
 
     name, slots = check_name(name), check_limit(limit)
     rate = None if slot_decay_per_second is None else check_decay(slot_decay_per_second)
-    service = service_for(runtime)
+    service = limits_for(runtime)
     with service.db() as conn:
         if not _storage.update(conn, name, slots, rate, service.clock.now()):
             raise _not_found(name)
@@ -160,7 +160,7 @@ def reset(name: str, *, runtime: Any = None) -> ConcurrencyLimit:
     from nbflow._services.limits import storage as _storage
 
     name = check_name(name)
-    service = service_for(runtime)
+    service = limits_for(runtime)
     with service.db() as conn:
         if not _storage.reset(conn, name, service.clock.now()):
             raise _not_found(name)
@@ -172,7 +172,7 @@ def delete(name: str, *, runtime: Any = None) -> None:
     from nbflow._services.limits import storage as _storage
 
     name = check_name(name)
-    service = service_for(runtime)
+    service = limits_for(runtime)
     with service.db() as conn:
         if not _storage.delete(conn, name):
             raise _not_found(name)
@@ -181,7 +181,7 @@ def delete(name: str, *, runtime: Any = None) -> None:
 def _read(name: str | None, runtime: Any) -> list[ConcurrencyLimit]:
     from nbflow._services.limits import storage as _storage
 
-    service = service_for(runtime)
+    service = limits_for(runtime)
     now = service.clock.now()
     out = []
     with service.db() as conn:

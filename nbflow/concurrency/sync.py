@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from nbflow._services.limits.service import check_names, check_occupy, check_timeout, service_for
+from nbflow._app.wiring import limits_for
+from nbflow._engine.limits import current_holder
+from nbflow._services.limits.service import check_names, check_occupy, check_timeout
 
 __all__ = ["concurrency", "rate_limit"]
 
@@ -42,8 +44,8 @@ def concurrency(
     if not names:
         yield
         return
-    service = service_for()
-    lease = service.acquire(names, occupy, timeout, strict)
+    service = limits_for()
+    lease = service.acquire(names, occupy, timeout, strict, holder=current_holder())
     try:
         yield
     finally:
@@ -68,4 +70,5 @@ def rate_limit(
     """
     names = check_names(names)
     if names:
-        service_for().acquire(names, check_occupy(occupy), check_timeout(timeout_seconds), strict, mode="rate")
+        occupy, timeout = check_occupy(occupy), check_timeout(timeout_seconds)
+        limits_for().acquire(names, occupy, timeout, strict, mode="rate", holder=current_holder())

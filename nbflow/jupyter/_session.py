@@ -47,7 +47,7 @@ def active_session() -> NotebookSession | None:
 
 
 def attach(runtime: Runtime) -> None:
-    """Called by ``Runtime.from_settings`` when this module is loaded: watch the new runtime's runs."""
+    """Called by ``nbflow._app.wiring.build_runtime`` when this module is loaded: watch the new runtime's runs."""
     session = _active
     if session is not None:
         session.watch(runtime)

@@ -17,8 +17,8 @@ from cache_support import CacheHarness
 from store_support import env, nbflow, recording, script
 
 from nbflow import flow, task
+from nbflow._app.wiring import build_runtime
 from nbflow._core.settings import Settings
-from nbflow._engine.runtime import Runtime
 from nbflow.cache_policies import INPUTS
 from nbflow.exceptions import ConfigurationError
 
@@ -108,7 +108,7 @@ def test_files_an_older_nbflow_made_readable_are_made_private_and_keep_their_run
 
 def _refused(home: Path, store_enabled: bool) -> str:
     with pytest.raises(ConfigurationError) as info:
-        Runtime.from_settings(Settings(home=str(home), store_enabled=store_enabled), console=False)
+        build_runtime(Settings(home=str(home), store_enabled=store_enabled), console=False)
     return str(info.value)
 
 
@@ -298,10 +298,11 @@ def test_entries_of_this_home_still_hit_in_another_process(tmp_path: Path) -> No
     with CacheHarness(home):
         fetch(10), fetch(BIG)
     code = f"""
-from nbflow._engine.runtime import Runtime, use_runtime
+from nbflow._app.wiring import build_runtime
+from nbflow._engine.runtime import use_runtime
 from nbflow._core.settings import Settings
 from test_home_security import fetch, BIG
-with use_runtime(Runtime.from_settings(Settings(home={str(home)!r}, store_enabled=False), console=False)):
+with use_runtime(build_runtime(Settings(home={str(home)!r}, store_enabled=False), console=False)):
     print(fetch(10)[0], fetch(BIG)[0])
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,

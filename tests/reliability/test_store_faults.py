@@ -17,7 +17,7 @@ import pytest
 from store_support import db, env, nbflow, recording, script
 
 from nbflow import flow, get_run_logger, task
-from nbflow._services.store import db as store_db
+from nbflow._services.database import db as store_db
 from nbflow.exceptions import ConfigurationError
 
 BAD = b"\xff\xfe".decode("utf-8", "surrogateescape")  # what print() of undecodable bytes gives

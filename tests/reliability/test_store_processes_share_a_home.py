@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from store_support import count, db, env, script, start, wait_for
 
-from nbflow._services.store import db as store_db
+from nbflow._services.database import db as store_db
 
 pytestmark = pytest.mark.slow
 

@@ -334,13 +334,22 @@ BUILTIN_BASES: tuple[tuple[type, Handler], ...] = (
 _USER_HANDLERS: weakref.WeakKeyDictionary[type, Handler] = weakref.WeakKeyDictionary()
 
 
+_choose: Callable[[type], Handler] | None = None
+
+
+def use_chooser(choose: Callable[[type], Handler]) -> None:
+    """Pick handlers for every other type with ``choose`` (``types.choose``, installed once by the
+    package's ``__init__``: this module knows the built-ins only, and imports nothing of the rest)."""
+    global _choose  # set once, when nbflow._core.hashing is imported
+    _choose = choose
+
+
 def _resolve(tp: type) -> Handler:
     """Pick the handler for a type that is not an exact built-in, once per type."""
     handler = _USER_HANDLERS.get(tp)
     if handler is None:
-        from nbflow._core.hashing.types import choose  # imported on first use: keeps `import nbflow` light
-
-        handler = choose(tp)
+        assert _choose is not None, "nbflow._core.hashing installs its chooser on import"
+        handler = _choose(tp)
         if tp.__module__ == "__main__" or "<locals>" in tp.__qualname__:
             _USER_HANDLERS[tp] = handler
         else:
@@ -393,7 +402,7 @@ def hash_parameters(parameters: Mapping[str, Any], exclude: Collection[str] = ()
 
 
 def digest_bytes(obj: Any) -> bytes:
-    """Raw digest of one value (for _source_hash: module-level constants). May raise Unhashable."""
+    """Raw digest of one value (for ``source``: module-level constants). May raise Unhashable."""
     e = Encoder()
     e.enc(obj)
     e.hasher.update(e.out)

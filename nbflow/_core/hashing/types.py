@@ -1,4 +1,4 @@
-"""How each kind of value beyond the built-in atoms and containers is hashed (see _hashing).
+"""How each kind of value beyond the built-in atoms and containers is hashed (see ``encoder``).
 
 Chosen once per type by ``choose``. numpy, pandas and pydantic are looked up in ``sys.modules``:
 an object of their types can only exist once the program imported them, so nothing is imported here.

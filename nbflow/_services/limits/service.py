@@ -34,10 +34,9 @@ from nbflow.exceptions import (
 if TYPE_CHECKING:
     import sqlite3
 
-    from nbflow._core.records import TaskRun
     from nbflow._services.limits.storage import Request, Verdict
 
-__all__ = ["LimitService", "TaskSlots", "attach", "service_for", "check_names", "check_occupy", "check_timeout"]
+__all__ = ["LimitService", "attach", "check_names", "check_occupy", "check_timeout", "waiting_message"]
 
 _FIRST_DELAY = 0.005
 _HEAD_DELAY = 0.005  # cap for a waiter with nobody ahead of it (at most one per limit)
@@ -129,7 +128,8 @@ class LimitService:
     def request(self, names: tuple[str, ...], occupy: int, mode: str, holder: str | None = None) -> Request:
         from nbflow._services.limits.storage import Request
 
-        return Request(names, occupy, mode, os.urandom(16).hex(), holder or _holder(), os.getpid(), HOST)
+        holder = holder or f"thread {threading.current_thread().name!r}"
+        return Request(names, occupy, mode, os.urandom(16).hex(), holder, os.getpid(), HOST)
 
     def steps(
         self,
@@ -138,7 +138,7 @@ class LimitService:
         strict: bool,
         *,
         tags: bool = False,
-        on_wait: Callable[[Verdict, Request], None] | None = None,
+        on_wait: Callable[[str], None] | None = None,
     ) -> Generator[float, None, str | None]:
         """Generator: yields seconds to wait; returns the lease id to release (None: nothing held).
 
@@ -180,7 +180,7 @@ class LimitService:
                     return None
                 if on_wait is not None and verdict.blocked_on != blocked:
                     blocked = verdict.blocked_on
-                    on_wait(verdict, req)
+                    on_wait(waiting_message(verdict, req.occupy))
                 wait = delay
                 if deadline is not None:
                     left = deadline - clock.monotonic()
@@ -226,16 +226,21 @@ class LimitService:
             )
 
     def acquire(
-        self, names: tuple[str, ...], occupy: int, timeout: float | None, strict: bool, mode: str = "lease"
+        self, names: tuple[str, ...], occupy: int, timeout: float | None, strict: bool, mode: str = "lease",
+        holder: str | None = None,
     ) -> str | None:
-        """Block until the slots are taken; returns the lease id to ``release`` (None: nothing held)."""
-        return self.drive(self.steps(self.request(names, occupy, mode), timeout, strict))
+        """Block until the slots are taken; returns the lease id to ``release`` (None: nothing held).
+
+        ``holder``: who holds them, shown by ``nbflow concurrency-limit inspect`` (default: the thread).
+        """
+        return self.drive(self.steps(self.request(names, occupy, mode, holder), timeout, strict))
 
     async def aacquire(
-        self, names: tuple[str, ...], occupy: int, timeout: float | None, strict: bool, mode: str = "lease"
+        self, names: tuple[str, ...], occupy: int, timeout: float | None, strict: bool, mode: str = "lease",
+        holder: str | None = None,
     ) -> str | None:
         """``acquire`` for async code: waits with ``await``, never blocking the event loop to wait."""
-        steps = self.steps(self.request(names, occupy, mode), timeout, strict)
+        steps = self.steps(self.request(names, occupy, mode, holder), timeout, strict)
         try:
             delay = next(steps)
             while True:
@@ -278,82 +283,6 @@ class LimitService:
         with self._wake:
             self._wake.notify_all()
 
-    # --- tag limits, for the task engine --------------------------------------------------------
-    def task_slots(self, task_run: TaskRun, ctx: Any) -> TaskSlots:
-        """A context manager held while a tagged task run runs: one slot of each tag that is a limit."""
-        return TaskSlots(self, task_run, ctx)
-
-
-class TaskSlots:
-    """One slot of every limit named like one of the task run's tags, taken all or none.
-
-    While it waits, the task run is ``Pending("Waiting for concurrency limit 'db' ...")``. The
-    engine calls ``attempt()`` until it returns None, waiting the seconds it returns in between; on
-    a thread that runs no event loop ``attempt()`` itself blocks until the slots are held (woken at
-    once by a release in this process), so only an async lifecycle driven on a loop yields.
-    Also a context manager.
-    """
-
-    __slots__ = ("service", "task_run", "ctx", "lease", "_steps")
-
-    def __init__(self, service: LimitService, task_run: TaskRun, ctx: Any) -> None:
-        self.service = service
-        self.task_run = task_run
-        self.ctx = ctx
-        self.lease: str | None = None
-        self._steps: Generator[float, None, str | None] | None = None
-
-    def attempt(self) -> float | None:
-        """Take the slots: None once they are held, else (on an event loop) seconds to wait first."""
-        if not _on_event_loop():
-            self.__enter__()
-            return None
-        return self._step()
-
-    def _step(self) -> float | None:
-        try:
-            if self._steps is None:
-                names = tuple(dict.fromkeys(self.task_run.tags))
-                flow_run = self.ctx.flow_run
-                holder = f"task run {self.task_run.name!r} of flow run {flow_run.name!r}"
-                req = self.service.request(names, 1, "lease", holder)
-                self._steps = self.service.steps(req, None, False, tags=True, on_wait=self._waiting)
-                return next(self._steps)
-            return self._steps.send(None)
-        except StopIteration as stop:
-            self.lease = stop.value
-            return None
-        except BaseException:
-            self.close()
-            raise
-
-    def __enter__(self) -> TaskSlots:
-        while (delay := self._step()) is not None:
-            try:
-                self.service.sleep(delay)
-            except BaseException:
-                self.close()
-                raise
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.close()
-        lease, self.lease = self.lease, None
-        self.service.release(lease)
-
-    def close(self) -> None:
-        """Stop waiting (leaving the queue); slots already held stay held until ``__exit__``."""
-        if self._steps is not None:
-            self._steps.close()
-
-    def _waiting(self, verdict: Verdict, req: Request) -> None:
-        from nbflow._core import states
-        from nbflow._engine.task_run import set_state
-
-        runtime = self.ctx.runtime
-        message = waiting_message(verdict, req.occupy)
-        set_state(runtime.bus, self.task_run, states.Pending(message, timestamp=runtime.clock.now()))
-
 
 def _cap(verdict: Verdict, occupy: int) -> float:
     """How long a waiter may sleep between tries: the first in line polls often, the back rarely."""
@@ -362,18 +291,6 @@ def _cap(verdict: Verdict, occupy: int) -> float:
     if verdict.reserved + occupy <= verdict.limit:
         return _NEAR_DELAY
     return _FAR_DELAY
-
-
-def _on_event_loop() -> bool:
-    """Whether this thread runs an event loop (which a blocking wait would freeze)."""
-    aio = sys.modules.get("asyncio")  # not imported: no loop can be running
-    if aio is None:
-        return False
-    try:
-        aio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 def waiting_message(verdict: Verdict, occupy: int) -> str:
@@ -427,19 +344,6 @@ def _user_stacklevel() -> int:
     return level
 
 
-def _holder() -> str:
-    """Who holds a slot, for ``nbflow concurrency-limit inspect``: the run, else the thread."""
-    from nbflow._engine.context import FlowRunContext, TaskRunContext, current
-
-    ctx = current.get()
-    if ctx.__class__ is TaskRunContext:
-        flow_run = ctx.flow_context.flow_run  # type: ignore[union-attr]
-        return f"task run {ctx.task_run.name!r} of flow run {flow_run.name!r}"  # type: ignore[union-attr]
-    if ctx.__class__ is FlowRunContext:
-        return f"flow run {ctx.flow_run.name!r}"  # type: ignore[union-attr]
-    return f"thread {threading.current_thread().name!r}"
-
-
 # --- input checks shared by sync.py and asyncio.py ---------------------------------------------
 
 
@@ -481,15 +385,6 @@ def attach(runtime: Any) -> LimitService:
     settings = runtime.settings
     runtime.limits = LimitService(Path(settings.home) / "nbflow.db", runtime.clock, settings.concurrency_lease_seconds)
     return runtime.limits  # type: ignore[no-any-return]
-
-
-def service_for(runtime: Any = None) -> LimitService:
-    """The limit service of ``runtime`` (default: the current one), attached on first use."""
-    if runtime is None:
-        from nbflow._engine.runtime import get_runtime
-
-        runtime = get_runtime()
-    return runtime.limits if runtime.limits is not None else attach(runtime)  # type: ignore[no-any-return]
 
 
 def _release_at_exit() -> None:

@@ -3,7 +3,7 @@
 Everything here is a plain function of a connection and a time, so every process sharing
 ``NBFLOW_HOME`` sees the same limits, and tests can pass any ``now``.
 
-Tables (migration 2 in ``nbflow/_services/store/migrations.py``):
+Tables (migration 2 in ``nbflow/_services/database/migrations.py``):
 
 - ``concurrency_limit``: one row per limit. ``decaying``/``decayed_at`` hold the slots taken by
   ``rate_limit()``, which free themselves at ``slot_decay_per_second``.
@@ -36,7 +36,7 @@ def connect(path: Path) -> sqlite3.Connection:
     Autocommit: every transaction here is an explicit ``BEGIN IMMEDIATE ... COMMIT``, so a check and
     the write it allows never interleave with another process.
     """
-    from nbflow._services.store import db
+    from nbflow._services.database import db
 
     return db.connect(db.open_database(path.parent))
 

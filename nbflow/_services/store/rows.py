@@ -21,7 +21,7 @@ from typing import Any
 from nbflow._core.events import StateChanged
 from nbflow._core.records import FlowRun
 from nbflow._core.states import FINAL_TYPE_NAMES, FINAL_TYPES, State, StateType
-from nbflow._services.store import db
+from nbflow._services.database import db
 from nbflow._services.store.history import entry_text, history_entry
 from nbflow._services.store.processes import own_start_time
 from nbflow._services.store.render import pickle_parameters, render_parameters

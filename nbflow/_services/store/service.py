@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import sqlite3
@@ -14,10 +13,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from nbflow._core.events import RunCreated
 from nbflow._core.forkguard import ForkGuard, keep
-from nbflow._services.store import db, spool
-from nbflow._services.store.sweep import CrashedRun, owed_hooks, run_crash_hooks, sweep
+from nbflow._services.database import db
+from nbflow._services.store import spool
+from nbflow._services.store.sweep import CrashedRun, owed_hooks, sweep
 from nbflow._services.store.writer import Writer
 
 __all__ = ["Store"]
@@ -44,9 +43,9 @@ class Store:
         self._lock = threading.RLock()
         self._guard = ForkGuard()  # held while the reader connection is used: a fork waits for it
         self._unsubscribe: Callable[[], None] | None = None
-        self._hooks: threading.Thread | None = None
-        self._hooks_owed: Callable[[], None] | None = None  # unsubscribes ``_first_run``
-        self._owed: list[CrashedRun] = []  # crashed runs (ours or any process's) whose hooks are owed
+        # Crashed runs (marked by this process or any other, a reader included) whose ``on_crashed``
+        # hooks no process has called yet: the layer above calls them (``nbflow._app.crash_hooks``).
+        self.owed: list[CrashedRun] = []
         self.crashed: list[CrashedRun] = [] if full else self._sweep()
         _stores.add(self)
 
@@ -55,8 +54,6 @@ class Store:
         """Open the store of ``runtime.settings.home`` and subscribe its writer to the runtime's events."""
         store = cls(runtime.settings, log_level=runtime.log_level)
         store._unsubscribe = runtime.bus.subscribe(store.writer.on_event)
-        if store._owed:
-            store._hooks_owed = runtime.bus.subscribe(store._first_run)
         runtime.store = store
         return store
 
@@ -67,27 +64,11 @@ class Store:
             with self.reading() as conn, db.translate_errors(self.path):
                 spool.replay(conn, self.home)
                 crashed = sweep(conn, float(self.settings.crash_after_seconds))
-                self._owed = owed_hooks(conn)
+                self.owed = owed_hooks(conn)
         except db.DiskFullError as exc:  # the sweep can wait for the next process; the runs cannot
             print(f"nbflow: {exc}", file=sys.stderr)
             return []
         return crashed
-
-    def _first_run(self, event: Any) -> None:
-        """Call the ``on_crashed`` hooks still owed (of runs any process marked ``Crashed``, a reader
-        included) when this process starts a run; each run's hooks are claimed, so one process calls them.
-
-        Not before: calling them imports the module a row names, and a process that only reads the
-        history (``nbflow flow-run ls``, ``nbflow.runs``, ``%flow runs``) must import nothing the
-        database names. A process that runs flows runs the user's code anyway.
-        """
-        if event.__class__ is not RunCreated or self._hooks_owed is None:
-            return
-        self._hooks_owed()
-        self._hooks_owed = None
-        self._hooks = run_crash_hooks(self.path, self._owed)
-        if self._hooks is not None:
-            atexit.register(self._hooks.join, 10.0)  # let hooks finish, but never hang the exit
 
     def flush(self, timeout: float | None = None) -> bool:
         """Block until every run event emitted so far in this process is committed."""

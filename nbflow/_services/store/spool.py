@@ -18,7 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
-from nbflow._services.store import db
+from nbflow._services.database import db
 from nbflow._services.store.rows import Rows
 
 __all__ = ["write", "replay", "count_runs", "FOLDER"]

@@ -3,34 +3,31 @@
 Run by every process when it opens the store. Same host: the recorded pid is dead, a zombie, or now
 belongs to a process that started at another time (a reused pid). Another host: no heartbeat for
 ``crash_after_seconds``. Marking is a conditional UPDATE, so when two processes sweep at once each
-run is marked (and its ``on_crashed`` hooks called) by exactly one of them.
+run is marked by exactly one of them. The sweep returns the runs it marked; calling their
+``on_crashed`` hooks is the business of the layer above (``nbflow._app.crash_hooks``), which claims
+each run's hooks here (``HookLedger``) so that exactly one process calls them.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import pickle
 import sqlite3
-import sys
-import threading
 import time
-import traceback
 from dataclasses import dataclass
 from typing import Any
 
+from nbflow._core.entrypoints import importable
 from nbflow._core.forkguard import ForkGuard
 from nbflow._core.records import HOST
-from nbflow._core.threads import start_thread
-from nbflow._services.store import db
+from nbflow._services.database import db
 from nbflow._services.store.history import FINAL_SQL, history_entry
 from nbflow._services.store.processes import is_alive
 
-__all__ = ["sweep", "owed_hooks", "CrashedRun", "run_crash_hooks"]
+__all__ = ["CrashedRun", "HookLedger", "owed_hooks", "sweep"]
 
 _GUARD = ForkGuard()  # the crash-hook thread's SQLite work
-
 
 
 @dataclass(frozen=True)
@@ -101,7 +98,7 @@ def _mark(conn: sqlite3.Connection, dead: list[tuple[Any, str]], now: float) -> 
             f" state_timestamp = ?, end_time = ?, {append}, crash_hooks_owed = ?"
             " WHERE id = ? AND state_type = 'RUNNING'",
             (message, now, now, history_entry(Crashed(message, timestamp=now)),
-             1 if _importable(flow_ref) else None, run_id),
+             1 if importable(flow_ref) else None, run_id),
         ).rowcount
         if not changed:
             continue  # another process swept it first
@@ -122,98 +119,42 @@ def _mark(conn: sqlite3.Connection, dead: list[tuple[Any, str]], now: float) -> 
     return marked
 
 
-# --- on_crashed hooks ---------------------------------------------------------------------------
+# --- the on_crashed hooks owed ---------------------------------------------------------------------
 
-def _importable(ref: str | None) -> tuple[str, str] | None:
-    if not ref or ":" not in ref:
-        return None
-    module, _, qualname = ref.rpartition(":")
-    # Notebooks, scripts (recorded by path) and closures: not importable without running someone's
-    # script here, so their hooks are skipped, silently.
-    path_like = module.endswith(".py") or "/" in module or "\\" in module
-    if not module or module == "__main__" or path_like or "<" in qualname:
-        return None
-    return module, qualname
+class HookLedger:
+    """The crash-hook thread's own connection: claim a run's hooks, read its parameters, log results.
 
-
-def _load_flow(module: str, qualname: str) -> Any:
-    from nbflow._engine.flow import Flow
-
-    obj: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj if isinstance(obj, Flow) else None
-
-
-def run_crash_hooks(path: Any, crashed: list[CrashedRun]) -> threading.Thread | None:
-    """Call the ``on_crashed`` hooks of importable flows, on a thread (imports can be slow).
-
-    A hook's failure is logged to the run; it never stops the sweep or the process.
+    Every call holds a fork guard (see ``nbflow._core.forkguard``): a fork waits for its SQLite work.
     """
-    todo = [(run, spec) for run in crashed if (spec := _importable(run.flow_ref)) is not None]
-    if not todo:
-        return None
-    thread = threading.Thread(target=_call_hooks, args=(path, todo), name="nbflow-crash-hooks", daemon=True)
-    start_thread(thread)
-    return thread
 
+    def __init__(self, path: Any) -> None:
+        with _GUARD:
+            self._conn = db.connect(path)
 
-def _call_hooks(path: Any, todo: list[tuple[CrashedRun, tuple[str, str]]]) -> None:
-    from nbflow._core.records import FlowRun
-    from nbflow._core.states import Crashed
+    def claim(self, run_id: str) -> bool:
+        """Take the hooks of ``run_id`` for this process: exactly one process calls them."""
+        return bool(db.write(self._conn, lambda c: c.execute(
+            "UPDATE flow_runs SET crash_hooks_owed = NULL WHERE id = ? AND crash_hooks_owed = 1", (run_id,)).rowcount,
+            _GUARD))
 
-    with _GUARD:  # SQLite work: a fork waits for it (see ``_forkguard``)
-        conn = db.connect(path)
-    lines: list[tuple] = []
-    try:
-        for run, (module, qualname) in todo:
-            if not _claim(conn, run.id):
-                continue  # another process that runs flows called them
+    def parameters(self, run_id: str) -> dict[str, Any]:
+        """The run's recorded parameters ({} when they cannot be unpickled here)."""
+        with _GUARD:
+            row = self._conn.execute("SELECT parameters_pickle FROM flow_runs WHERE id = ?", (run_id,)).fetchone()
+        if row and row[0] is not None:
             try:
-                flow = _load_flow(module, qualname)
+                return dict(pickle.loads(row[0]))
             except Exception:
-                continue  # moved, renamed, or needs what this process lacks: nothing to call
-            hooks = tuple(getattr(getattr(flow, "options", None), "on_crashed", ()) or ())
-            if not hooks:
-                continue
-            with _GUARD:
-                parameters = _parameters(conn, run.id)
-            flow_run = FlowRun(run.name, run.flow_name, parameters, id=run.id)
-            state = Crashed(run.message, timestamp=run.timestamp)
-            flow_run.state, flow_run.end_time = state, run.timestamp
-            for hook in hooks:
-                name = getattr(hook, "__name__", repr(hook))
-                try:
-                    hook(flow, flow_run, state)
-                except Exception as exc:
-                    trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-                    message = f"An error was encountered while running hook {name!r}: {exc!r}\n{trace}"
-                    lines.append((run.id, logging.ERROR, time.time(), message))
-                else:
-                    lines.append((run.id, logging.INFO, time.time(), f"Hook {name!r} finished running successfully"))
+                pass
+        return {}
+
+    def log(self, lines: list[tuple[str, int, float, str]]) -> None:
+        """Add ``(flow_run_id, level, timestamp, message)`` lines to the runs' logs."""
         if lines:
-            db.write(conn, lambda c: c.executemany(
+            db.write(self._conn, lambda c: c.executemany(
                 "INSERT INTO logs (flow_run_id, task_run_id, level, timestamp, logger, message)"
                 " VALUES (?, NULL, ?, ?, 'nbflow.sweep', ?)", lines), _GUARD)
-    except Exception as exc:  # the store went away under us: say so, never raise in a thread
-        print(f"nbflow: on_crashed hooks could not finish: {exc!r}", file=sys.stderr)
-    finally:
+
+    def close(self) -> None:
         with _GUARD:
-            conn.close()
-
-
-def _claim(conn: sqlite3.Connection, run_id: str) -> bool:
-    """Take the hooks of ``run_id`` for this process: exactly one process calls them."""
-    return bool(db.write(conn, lambda c: c.execute(
-        "UPDATE flow_runs SET crash_hooks_owed = NULL WHERE id = ? AND crash_hooks_owed = 1", (run_id,)).rowcount,
-        _GUARD))
-
-
-def _parameters(conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:
-    row = conn.execute("SELECT parameters_pickle FROM flow_runs WHERE id = ?", (run_id,)).fetchone()
-    if row and row[0] is not None:
-        try:
-            return dict(pickle.loads(row[0]))
-        except Exception:
-            pass
-    return {}
+            self._conn.close()

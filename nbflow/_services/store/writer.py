@@ -35,9 +35,9 @@ from nbflow._core.events import ENGINE_LOGGER, EdgesAdded, FlowRunFinished, LogE
 from nbflow._core.forkguard import ForkGuard, keep
 from nbflow._core.records import FlowRun, TaskRun
 from nbflow._core.states import StateType
-from nbflow._core.threads import start_thread
-from nbflow._engine.context import FlowRunContext, current
-from nbflow._services.store import db, spool
+from nbflow._core.threads import start_thread, starting
+from nbflow._services.database import db
+from nbflow._services.store import spool
 from nbflow._services.store.rows import EDGE, LOG, TASK_CREATED, TASK_STATE, FlowCreated, FlowRef, Rows
 
 __all__ = ["Writer", "BATCH_SECONDS"]
@@ -151,20 +151,18 @@ class Writer:
     __call__ = on_event
 
     def _flow_started(self, run: FlowRun) -> None:
-        """Record where the flow is defined (reruns and crash hooks import it); the context knows."""
-        ctx = current.get()
-        if ctx.__class__ is FlowRunContext and ctx.flow_run is run:  # type: ignore[union-attr]
-            from nbflow._engine.flow import flow_entrypoint  # the one spelling reruns read back
-
-            self._append(FlowRef(run.id, flow_entrypoint(ctx.flow.fn)))  # type: ignore[union-attr]
+        """Record where the flow is defined (reruns and crash hooks import it; the engine set it)."""
+        if run.entrypoint is not None:
+            self._append(FlowRef(run.id, run.entrypoint))
 
     def _wake_up(self) -> None:
         if self._thread is None:
             with self._start_lock:
                 if self._thread is None and not self._closed:
                     thread = threading.Thread(target=self._loop, name="nbflow-store-writer", daemon=True)
-                    start_thread(thread)
-                    self._thread = thread
+                    with starting():  # started and recorded together (see nbflow._core.threads)
+                        start_thread(thread)
+                        self._thread = thread
                     self._write_at_exit()
         self._wake.set()
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from nbflow._core.home import check_private_dir, create_private_file, make_private, make_private_dir, tighten_dir
-from nbflow._services.store.migrations import LATEST, pending, statements
+from nbflow._services.database.migrations import LATEST, pending, statements
 from nbflow.exceptions import ConfigurationError, DiskFullError
 
 __all__ = [
