@@ -17,7 +17,7 @@ from collections.abc import Callable, Generator
 from typing import Any, final
 
 from nbflow._core.clock import Clock
-from nbflow._core.threads import start_thread
+from nbflow._core.threads import interrupting, start_thread
 
 __all__ = ["Call", "Sleep", "Outcome", "drive", "adrive", "Interrupted", "cancellations", "interrupt_thread"]
 
@@ -214,6 +214,7 @@ async def _acall(call: Call) -> Outcome:
 
 def interrupt_thread(thread: threading.Thread) -> None:
     """Raise ``Interrupted`` in ``thread`` at its next Python bytecode (best effort)."""
-    if thread.ident is None or not thread.is_alive():
-        return
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(Interrupted))
+    with interrupting():  # never while a thread is being started: it could get the exception (see threads)
+        if thread.ident is None or not thread.is_alive():
+            return
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(Interrupted))

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from nbflow._core.records import TaskRun
 from nbflow._core.states import State
-from nbflow._core.threads import start_thread
+from nbflow._core.threads import start_thread, starting
 from nbflow._engine.drive import interrupt_thread
 from nbflow._engine.futures import NbflowFuture
 
@@ -156,8 +156,9 @@ class _Pool:
                 if len(self._threads) < self.max_workers:
                     thread = threading.Thread(target=self._work, name=f"nbflow-worker-{len(self._threads)}", daemon=True)
                     thread.nbflow_pool = self  # type: ignore[attr-defined]
-                    self._threads.append(thread)
-                    start_thread(thread)
+                    with starting():  # started and recorded together (see nbflow._core.threads)
+                        self._threads.append(thread)
+                        start_thread(thread)
 
     def _work(self) -> None:
         while True:

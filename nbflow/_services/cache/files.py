@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from nbflow._core.home import make_private_dir, open_private
-from nbflow._core.threads import start_thread
+from nbflow._core.threads import start_thread, starting
 from nbflow._services.cache.locks import same_file as _same_file
 from nbflow._services.cache.signing import TRAILER_SIZE, BadTag, Signer
 
@@ -416,8 +416,9 @@ class FileWriter:
             self._jobs.append((file, done))
             self._busy += 1
             if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="nbflow-result-files", daemon=True)
-                start_thread(self._thread)
+                with starting():  # started and recorded together (see nbflow._core.threads)
+                    self._thread = threading.Thread(target=self._loop, name="nbflow-result-files", daemon=True)
+                    start_thread(self._thread)
             self._cond.notify_all()
 
     def drain(self, timeout: float | None) -> bool:

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nbflow._core.forkguard import ForkGuard
-from nbflow._core.threads import start_thread
+from nbflow._core.threads import start_thread, starting
 from nbflow._services.cache.disk import ResultDisk
 from nbflow._services.cache.files import FileWriter, ResultFile
 
@@ -113,8 +113,9 @@ class Writer:
     def _wake_up(self) -> None:
         with self._start_lock:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="nbflow-cache-writer", daemon=True)
-                start_thread(self._thread)
+                with starting():  # started and recorded together (see nbflow._core.threads)
+                    self._thread = threading.Thread(target=self._loop, name="nbflow-cache-writer", daemon=True)
+                    start_thread(self._thread)
         self._wake.set()
 
     def flush(self, timeout: float | None = None) -> bool:

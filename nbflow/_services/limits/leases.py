@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from nbflow._core.threads import start_thread
+from nbflow._core.threads import start_thread, starting
 
 __all__ = ["Renewer"]
 
@@ -65,8 +65,9 @@ class Renewer:
     def _start(self) -> None:
         if self._thread is None or not self._thread.is_alive():
             self._stop.clear()
-            self._thread = threading.Thread(target=self._loop, name="nbflow-lease-renewer", daemon=True)
-            start_thread(self._thread)
+            with starting():  # started and recorded together (see nbflow._core.threads)
+                self._thread = threading.Thread(target=self._loop, name="nbflow-lease-renewer", daemon=True)
+                start_thread(self._thread)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
