@@ -3,8 +3,11 @@
     NbflowError                      something nbflow itself refuses or cannot do
     ├── ConfigurationError           a setting or NBFLOW_HOME is unusable (names the variable/path)
     │   └── DiskFullError            the disk holding the run store is full (the store itself is fine)
+    ├── InvalidArgumentError         an argument or option has a bad value (names it; also a ValueError)
+    ├── ArgumentTypeError            an argument or option has the wrong type, or a call misses the signature (also a TypeError)
     ├── ParameterTypeError           flow parameters failed validation (names the parameter; also a TypeError)
     ├── MissingContextError          a run-only operation was used outside a flow run (also a RuntimeError)
+    ├── UnfinishedRun                a state's result was asked for before the run finished (also a ValueError)
     ├── RunFailedError               a run ended unsuccessfully with no exception of its own
     │   └── UpstreamTaskError        a task did not run because an upstream task did not complete
     ├── CancelledRun                 the run was cancelled (interrupt, timeout of a parent)
@@ -32,8 +35,11 @@ __all__ = [
     "NbflowError",
     "ConfigurationError",
     "DiskFullError",
+    "InvalidArgumentError",
+    "ArgumentTypeError",
     "ParameterTypeError",
     "MissingContextError",
+    "UnfinishedRun",
     "RunFailedError",
     "UpstreamTaskError",
     "CancelledRun",
@@ -66,6 +72,18 @@ class DiskFullError(ConfigurationError):
 
 class FlowRunOnImport(NbflowError):
     """Importing a flow's module for a rerun started a flow run (a call at the module's top level)."""
+
+
+class InvalidArgumentError(NbflowError, ValueError):
+    """An argument or option has a bad value; the message names it and what a valid one looks like."""
+
+
+class ArgumentTypeError(NbflowError, TypeError):
+    """An argument or option has the wrong type, or a call does not match the function's signature."""
+
+
+class UnfinishedRun(NbflowError, ValueError):
+    """A state's result was asked for before its run finished (Prefect's name)."""
 
 
 class ParameterTypeError(NbflowError, TypeError):

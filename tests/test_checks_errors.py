@@ -120,3 +120,35 @@ def test_the_docstring_draws_the_whole_tree():
         if cls is NbflowError:
             continue
         assert expected in cls.__bases__, f"{name} is drawn under {parent} but derives from {cls.__bases__}"
+
+
+# Built-in exceptions nbflow still raises on purpose, and why each never reaches the user as such.
+BUILTIN_RAISES = {
+    "nbflow/_core/settings.py": "pydantic validators must raise ValueError; load_settings turns them into ConfigurationError",
+    "nbflow/_services/database/migrations.py": "a bug in nbflow's own migration list, caught by the test suite, not by users",
+    "nbflow/_services/store/spool.py": "a spool file that is not ours; caught at once and set aside with a warning",
+    "nbflow/_engine/futures.py": "future.result(timeout=) raises TimeoutError, as Prefect's and concurrent.futures' do",
+    "nbflow/cli/_demo.py": "the demo's flaky API, standing in for a user's failing code",
+}
+# Python's own protocols: a module's __getattr__ raises AttributeError, a missing extra ImportError.
+PROTOCOL_RAISES = {"AttributeError", "ImportError"}
+
+
+def test_nbflow_raises_only_its_own_errors_on_purpose():
+    # `raise ValueError(...)` in nbflow is a plain error a user cannot tell from their own; every
+    # error raised on purpose is an NbflowError (with the builtin as a second base where it helps).
+    import ast
+    import builtins
+    from pathlib import Path
+
+    root = Path(nbflow.__file__).parent
+    builtin = {name for name, value in vars(builtins).items()
+               if inspect.isclass(value) and issubclass(value, Exception)} - {"NotImplementedError", "StopIteration", *PROTOCOL_RAISES}
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        rel = f"nbflow/{path.relative_to(root).as_posix()}"
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and isinstance(node.exc.func, ast.Name):
+                if node.exc.func.id in builtin and rel not in BUILTIN_RAISES:
+                    found.append(f"{rel}:{node.lineno} raise {node.exc.func.id}")
+    assert not found, "raise an error of nbflow.exceptions instead:\n" + "\n".join(found)

@@ -16,6 +16,8 @@ import hashlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from nbflow.exceptions import ArgumentTypeError, InvalidArgumentError
+
 __all__ = [
     "CachePolicy",
     "CacheKeyFnPolicy",
@@ -78,20 +80,20 @@ class CachePolicy:
         """
         if unsupported:
             names = ", ".join(sorted(unsupported))
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"configure() got {names}: nbflow keeps cache keys and locks in $NBFLOW_HOME and takes "
                 "only lock=, lock_timeout= and isolation_level="
             )
         changes: dict[str, Any] = {}
         if isolation_level is not None:
             if isolation_level not in _ISOLATION_LEVELS:
-                raise ValueError(f"isolation_level must be one of {_ISOLATION_LEVELS}, got {isolation_level!r}")
+                raise InvalidArgumentError(f"isolation_level must be one of {_ISOLATION_LEVELS}, got {isolation_level!r}")
             changes["lock"] = isolation_level == "SERIALIZABLE"
         if lock is not None:
             changes["lock"] = bool(lock)
         if lock_timeout is not None:
             if not isinstance(lock_timeout, (int, float)) or lock_timeout < 0:
-                raise ValueError(f"lock_timeout must be a number of seconds >= 0, got {lock_timeout!r}")
+                raise InvalidArgumentError(f"lock_timeout must be a number of seconds >= 0, got {lock_timeout!r}")
             changes["lock_timeout"] = float(lock_timeout)
         return dataclasses.replace(self, **changes)
 
@@ -104,14 +106,14 @@ class CachePolicy:
 
     def __sub__(self, argument: str) -> CachePolicy:
         _check_argument(argument)
-        raise TypeError(
+        raise ArgumentTypeError(
             f"{self!r} - {argument!r}: only a policy that hashes inputs (INPUTS, DEFAULT) can leave an argument out"
         )
 
 
 def _check_argument(argument: Any) -> None:
     if not isinstance(argument, str):
-        raise TypeError(f"leave an argument out by its name, e.g. INPUTS - 'verbose'; got {argument!r}")
+        raise ArgumentTypeError(f"leave an argument out by its name, e.g. INPUTS - 'verbose'; got {argument!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,7 +219,7 @@ class CacheKeyFnPolicy(CachePolicy):
             return None
         key = self.cache_key_fn(task_ctx, inputs)
         if key is not None and not isinstance(key, str):
-            raise TypeError(f"cache_key_fn {_name(self.cache_key_fn)} must return a str or None, got {type(key).__name__}")
+            raise ArgumentTypeError(f"cache_key_fn {_name(self.cache_key_fn)} must return a str or None, got {type(key).__name__}")
         return key
 
     def __repr__(self) -> str:
@@ -282,7 +284,7 @@ def _flatten(policies: Iterable[CachePolicy]) -> Iterable[CachePolicy]:
     """The leaf policies; a compound's own lock settings move onto its first leaf."""
     for policy in policies:
         if not isinstance(policy, CachePolicy):
-            raise TypeError(f"cache policies combine only with cache policies, got {policy!r}")
+            raise ArgumentTypeError(f"cache policies combine only with cache policies, got {policy!r}")
         if isinstance(policy, CompoundCachePolicy):
             leaves = list(_flatten(policy.policies))
             if leaves and policy.lock:

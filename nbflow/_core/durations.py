@@ -6,6 +6,8 @@ import math
 import re
 from datetime import timedelta
 
+from nbflow.exceptions import InvalidArgumentError
+
 __all__ = ["format_duration", "parse_duration"]
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -32,12 +34,12 @@ def parse_duration(value: timedelta | float | str) -> float:
     else:
         text = str(value)
         if _DURATION.match(text) is None:
-            raise ValueError(f"{value!r} is not a duration: write a number and a unit, e.g. 90s, 30m, 12h, 7d or 2w")
+            raise InvalidArgumentError(f"{value!r} is not a duration: write a number and a unit, e.g. 90s, 30m, 12h, 7d or 2w")
         seconds = sum(float(number) * _UNITS[unit.lower()] for number, unit in _PARTS.findall(text))
     if not math.isfinite(seconds):
-        raise ValueError(f"a duration must be a finite number of seconds, got {value!r}")
+        raise InvalidArgumentError(f"a duration must be a finite number of seconds, got {value!r}")
     if seconds < 0:
-        raise ValueError(f"a duration must not be negative, got {value!r}")
+        raise InvalidArgumentError(f"a duration must not be negative, got {value!r}")
     return seconds
 
 

@@ -6,6 +6,8 @@ import random
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from nbflow.exceptions import ArgumentTypeError, InvalidArgumentError
+
 __all__ = ["generate_run_name", "format_run_name"]
 
 _ADJECTIVES = (
@@ -41,12 +43,12 @@ def format_run_name(template: str | Callable[[], str], parameters: Mapping[str, 
     if callable(template):
         name = template()
         if not isinstance(name, str):
-            raise TypeError(f"{what} callable must return a str, got {type(name).__name__}")
+            raise ArgumentTypeError(f"{what} callable must return a str, got {type(name).__name__}")
         return name
     try:
         return template.format(**parameters)
     except (KeyError, IndexError) as exc:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{what} template {template!r} refers to {exc}, which is not a parameter; "
             f"available: {', '.join(parameters) or '(none)'}"
         ) from None

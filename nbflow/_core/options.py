@@ -10,6 +10,8 @@ from dataclasses import dataclass, fields
 from datetime import timedelta
 from typing import Any
 
+from nbflow.exceptions import ArgumentTypeError, InvalidArgumentError
+
 __all__ = ["TaskOptions", "FlowOptions", "exponential_backoff", "option_names", "retry_delays"]
 
 RetryDelay = float | Sequence[float] | Callable[[int], Sequence[float]]
@@ -23,7 +25,7 @@ def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
     [10, 20, 40, 80]
     """
     if backoff_factor < 0:
-        raise ValueError("exponential_backoff(backoff_factor=...) must be >= 0")
+        raise InvalidArgumentError("exponential_backoff(backoff_factor=...) must be >= 0")
 
     def delays(retries: int) -> list[float]:
         return [backoff_factor * 2**n for n in range(retries)]
@@ -57,7 +59,7 @@ def _as_hooks(value: Any, what: str) -> Hooks:
     hooks = (value,) if callable(value) else tuple(value or ())
     for hook in hooks:
         if not callable(hook):
-            raise TypeError(f"{what} must be a list of callables; {hook!r} is not callable")
+            raise ArgumentTypeError(f"{what} must be a list of callables; {hook!r} is not callable")
     return hooks
 
 
@@ -85,30 +87,30 @@ class _RunOptions:
         given: Any = self.name
         if given is not None and not isinstance(given, str):
             hint = " (did you mean to call it?)" if callable(given) else ""
-            raise TypeError(f"name must be a string, got {type(given).__name__}{hint}")
+            raise ArgumentTypeError(f"name must be a string, got {type(given).__name__}{hint}")
         if not isinstance(self.retries, int) or isinstance(self.retries, bool) or self.retries < 0:
-            raise ValueError(f"retries must be a whole number >= 0, got {self.retries!r}")
+            raise InvalidArgumentError(f"retries must be a whole number >= 0, got {self.retries!r}")
         delay = self.retry_delay_seconds
         if not callable(delay):
             numbers = [delay] if isinstance(delay, (int, float)) else list(delay)
             if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < math.inf for v in numbers):
-                raise ValueError(  # not 0 <= v < inf: NaN and infinity too, which would wait forever or fail later
+                raise InvalidArgumentError(  # not 0 <= v < inf: NaN and infinity too, which would wait forever or fail later
                     "retry_delay_seconds must be a number >= 0, a list of them, or "
                     f"exponential_backoff(...); got {delay!r}"
                 )
         if self.retry_jitter_factor is not None and not 0 <= self.retry_jitter_factor < math.inf:
-            raise ValueError(f"retry_jitter_factor must be >= 0, got {self.retry_jitter_factor!r}")
+            raise InvalidArgumentError(f"retry_jitter_factor must be >= 0, got {self.retry_jitter_factor!r}")
         timeout: Any = self.timeout_seconds
         if timeout is not None:
             if isinstance(timeout, timedelta):
                 timeout = timeout.total_seconds()
                 set_(self, "timeout_seconds", timeout)
             if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-                raise ValueError(f"timeout_seconds must be a number > 0, got {self.timeout_seconds!r}")
+                raise InvalidArgumentError(f"timeout_seconds must be a number > 0, got {self.timeout_seconds!r}")
         for name in ("flow_run_name", "task_run_name"):
             template = getattr(self, name, None)
             if template is not None and not isinstance(template, str) and not callable(template):
-                raise TypeError(f"{name} must be a template string such as 'etl-{{date}}' or a function, got {template!r}")
+                raise ArgumentTypeError(f"{name} must be a template string such as 'etl-{{date}}' or a function, got {template!r}")
         for name in ("on_completion", "on_failure", "on_cancellation", "on_crashed"):
             if hasattr(self, name):
                 set_(self, name, _as_hooks(getattr(self, name), name))
@@ -131,16 +133,16 @@ class TaskOptions(_RunOptions):
             from nbflow._core.cache_policies import CachePolicy  # only tasks that set a policy pay for it
 
             if not isinstance(self.cache_policy, CachePolicy):
-                raise TypeError(
+                raise ArgumentTypeError(
                     f"cache_policy must be a policy from nbflow.cache_policies (INPUTS, DEFAULT, "
                     f"INPUTS - 'arg', ...) or a CachePolicy subclass instance, got {self.cache_policy!r}"
                 )
         if self.cache_key_fn is not None and not callable(self.cache_key_fn):
-            raise TypeError(f"cache_key_fn must be a function (context, parameters) -> str, got {self.cache_key_fn!r}")
+            raise ArgumentTypeError(f"cache_key_fn must be a function (context, parameters) -> str, got {self.cache_key_fn!r}")
         given: Any = self.tags
         tags = (given,) if isinstance(given, str) else tuple(given)
         if not all(isinstance(t, str) for t in tags):
-            raise TypeError(f"tags must be strings, got {self.tags!r}")
+            raise ArgumentTypeError(f"tags must be strings, got {self.tags!r}")
         object.__setattr__(self, "tags", tags)
 
 
@@ -161,7 +163,7 @@ class FlowOptions(_RunOptions):
             runner = runner()
             object.__setattr__(self, "task_runner", runner)
         if runner is not None and not all(callable(getattr(runner, m, None)) for m in ("duplicate", "submit")):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"task_runner must be a task runner such as ThreadPoolTaskRunner(max_workers=8) or "
                 f"nbflow.dask.DaskTaskRunner(), got {runner!r}"
             )
@@ -174,7 +176,7 @@ def option_names(options_type: type) -> tuple[str, ...]:
 def _check_names(options_type: type, values: dict[str, Any], what: str) -> None:
     unknown = set(values) - set(option_names(options_type))
     if unknown:
-        raise TypeError(
+        raise ArgumentTypeError(
             f"{what} got unexpected option(s) {', '.join(sorted(unknown))}; "
             f"valid options: {', '.join(option_names(options_type))}"
         )

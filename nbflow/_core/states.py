@@ -8,6 +8,8 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from nbflow.exceptions import UnfinishedRun
+
 __all__ = [
     "State",
     "StateType",
@@ -116,7 +118,7 @@ class State:
         if self.type is StateType.COMPLETED:
             return self.data
         if not self.is_final():
-            raise ValueError(f"{self!r} is not final: the run has no result yet; wait for it first.")
+            raise UnfinishedRun(f"{self!r} is not final: the run has no result yet; wait for it first.")
         exc = self._data if isinstance(self._data, BaseException) else None
         if exc is None:
             from nbflow.exceptions import RunFailedError

@@ -23,7 +23,7 @@ from nbflow._engine.logging import format_user_traceback, log, print_redirect
 from nbflow._engine.runtime import Runtime, get_runtime
 from nbflow._engine.task_run import next_retry, run_hooks, set_state
 from nbflow._engine.task_runners import ThreadPoolTaskRunner
-from nbflow.exceptions import CancelledRun, FlowRunTimeoutError, NbflowError
+from nbflow.exceptions import ArgumentTypeError, CancelledRun, FlowRunTimeoutError, NbflowError
 
 __all__ = ["Flow", "flow"]
 
@@ -38,7 +38,7 @@ class Flow(Generic[R]):
 
     def __init__(self, fn: Callable[..., R], options: FlowOptions) -> None:
         if not callable(fn):
-            raise TypeError(f"@flow needs a function, got {fn!r}")
+            raise ArgumentTypeError(f"@flow needs a function, got {fn!r}")
         self.fn = fn
         self.options = options
         self.name: str = options.name or getattr(fn, "__name__", "flow").replace("_", "-")
@@ -83,7 +83,7 @@ class Flow(Generic[R]):
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:
-            raise TypeError(f"Flow {self.name!r}: {exc}") from None
+            raise ArgumentTypeError(f"Flow {self.name!r}: {exc}") from None
         bound.apply_defaults()
         return dict(bound.arguments)
 

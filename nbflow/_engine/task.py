@@ -14,7 +14,7 @@ from nbflow._engine.context import FlowRunContext, flow_context
 from nbflow._engine.drive import adrive, drive
 from nbflow._engine.futures import FutureList, NbflowFuture
 from nbflow._engine.task_run import cancelled_state, create_task_run, task_lifecycle
-from nbflow.exceptions import MissingContextError
+from nbflow.exceptions import ArgumentTypeError, InvalidArgumentError, MissingContextError
 
 __all__ = ["Task", "task"]
 
@@ -30,7 +30,7 @@ class Task(Generic[R]):
 
     def __init__(self, fn: Callable[..., R], options: TaskOptions) -> None:
         if not callable(fn):
-            raise TypeError(f"@task needs a function, got {fn!r}")
+            raise ArgumentTypeError(f"@task needs a function, got {fn!r}")
         self.fn = fn
         self.options = options
         fallback: str = getattr(fn, "__name__", type(fn).__name__)  # a callable object may have no __name__
@@ -98,7 +98,7 @@ class Task(Generic[R]):
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:
-            raise TypeError(f"{self.name}.map(): {exc}") from None
+            raise ArgumentTypeError(f"{self.name}.map(): {exc}") from None
         mapped: dict[str, list[Any]] = {}
         static: dict[str, Any] = {}
         for name, value in bound.arguments.items():
@@ -109,10 +109,10 @@ class Task(Generic[R]):
             else:
                 mapped[name] = list(value)
         if not mapped:
-            raise TypeError(f"{self.name}.map() needs at least one iterable argument to map over; got none")
+            raise ArgumentTypeError(f"{self.name}.map() needs at least one iterable argument to map over; got none")
         lengths = {name: len(values) for name, values in mapped.items()}
         if len(set(lengths.values())) > 1:
-            raise ValueError(f"{self.name}.map() got iterables of different lengths: {lengths}")
+            raise InvalidArgumentError(f"{self.name}.map() got iterables of different lengths: {lengths}")
         count = next(iter(lengths.values()))
         futures = FutureList()
         for i in range(count):
@@ -129,7 +129,7 @@ class Task(Generic[R]):
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:
-            raise TypeError(f"{self.name}(): {exc}") from None
+            raise ArgumentTypeError(f"{self.name}(): {exc}") from None
         bound.apply_defaults()
         return dict(bound.arguments)
 

@@ -14,6 +14,7 @@ from nbflow._core.states import State
 from nbflow._core.threads import start_thread, starting
 from nbflow._engine.drive import interrupt_thread
 from nbflow._engine.futures import NbflowFuture
+from nbflow.exceptions import InvalidArgumentError, MissingContextError
 
 __all__ = ["TaskRunner", "ThreadPoolTaskRunner"]
 
@@ -211,7 +212,7 @@ class ThreadPoolTaskRunner:
 
     def __init__(self, max_workers: int | None = None) -> None:
         if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
-            raise ValueError(f"max_workers must be a whole number >= 1, got {max_workers!r}")
+            raise InvalidArgumentError(f"max_workers must be a whole number >= 1, got {max_workers!r}")
         self.max_workers = max_workers
         self._pool: _Pool | None = None
 
@@ -235,7 +236,7 @@ class ThreadPoolTaskRunner:
 
     def submit(self, run: Callable[[], State], task_run: TaskRun, cancel: Callable[[], State]) -> NbflowFuture:
         if self._pool is None:
-            raise RuntimeError("ThreadPoolTaskRunner.submit() needs the runner entered (`with runner:`)")
+            raise MissingContextError("ThreadPoolTaskRunner.submit() needs the runner entered (`with runner:`)")
         job = _Job(run, cancel, self._pool)
         future = NbflowFuture(task_run, job)
         self._pool.submit(job)

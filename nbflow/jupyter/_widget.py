@@ -27,7 +27,7 @@ from ipywidgets import widget_serialization
 from nbflow._core.events import Event, EventBus
 from nbflow._core.records import FlowRun
 from nbflow._core.threads import start_thread
-from nbflow.exceptions import NbflowError
+from nbflow.exceptions import ArgumentTypeError, NbflowError
 from nbflow.jupyter._assets import MonitorAssets, check_bundle, graphviz_source, loader_source, shared_assets
 from nbflow.jupyter._monitor_model import WIRE_LOG_LIMIT, MonitorModel
 from nbflow.jupyter._static import PALETTE, render_html, render_text
@@ -391,7 +391,7 @@ def monitor(run: FlowRun | str) -> RunMonitor:
     elif isinstance(run, str):
         ref = run
     else:
-        raise TypeError(f"nbflow.monitor() takes a FlowRun or a flow run id or name, not {type(run).__name__}.")
+        raise ArgumentTypeError(f"nbflow.monitor() takes a FlowRun or a flow run id or name, not {type(run).__name__}.")
     existing = _monitors.get(ref)
     if existing is not None:
         existing.show()

@@ -36,6 +36,7 @@ from nbflow._services.cache.files import ResultFile
 from nbflow._services.cache.locks import LOCKS_SUPPORTED, KeyLocks
 from nbflow._services.cache.signing import BadTag, Signer
 from nbflow._services.cache.writer import Pending, Writer
+from nbflow.exceptions import ArgumentTypeError
 
 if TYPE_CHECKING:
     from nbflow._core.records import TaskRun
@@ -368,7 +369,7 @@ def task_policy(options: Any) -> tuple[CachePolicy, bool]:
     """``(policy, explicit)`` from a task's options: its policy and key fn, else ``DEFAULT``."""
     policy = options.cache_policy
     if policy is not None and not isinstance(policy, CachePolicy):
-        raise TypeError(
+        raise ArgumentTypeError(
             f"cache_policy must be a policy from nbflow.cache_policies (INPUTS, TASK_SOURCE, DEFAULT, ...), got {policy!r}"
         )
     if options.cache_key_fn is not None:
