@@ -571,3 +571,42 @@ def test_notebook_task_hash_is_stable_across_kernels_and_follows_helper_cells(
     assert second[-1] == task_hash
     assert first[5] == task_hash  # unrelated cell edited
     assert first[6] != task_hash  # helper cell edited
+
+
+def test_threads_hashing_tasks_at_once_all_get_a_hash(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Task runs of tasks not hashed yet, on pool threads, read and parse their sources at once. Before
+    # 3.11.8 and 3.12.2, CPython's AST constructor kept its recursion depth interpreter-wide, and a
+    # thread switch inside a parse (a garbage collection running Python code) made another parse fail
+    # with "SystemError: AST constructor recursion depth mismatch" (CPython gh-106905): the task then
+    # ran uncached, with a warning.
+    import gc
+    import importlib
+
+    body = "\n".join(f"    v{i} = [y + {i} for y in range(x)] if x else {{'k': ({i}, x)}}" for i in range(150))
+    (tmp_path / "many_tasks.py").write_text("".join(f"def f{n}(x):\n{body}\n    return x\n\n\n" for n in range(24)))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("many_tasks")
+    functions = [getattr(module, f"f{n}") for n in range(24)]
+
+    def collecting(phase: str, info: dict[str, int]) -> None:
+        sum(range(100))  # Python code inside a collection: the interpreter may switch threads here
+
+    errors: list[BaseException] = []
+
+    def hash_all(order: int) -> None:
+        try:
+            for fn in functions[order:] + functions[:order]:
+                source_hash(fn)
+        except BaseException as exc:  # reported below, not lost on a thread
+            errors.append(exc)
+
+    gc.callbacks.append(collecting)
+    try:
+        threads = [threading.Thread(target=hash_all, args=(n * 6,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        gc.callbacks.remove(collecting)
+    assert not errors, errors

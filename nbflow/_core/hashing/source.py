@@ -19,11 +19,13 @@ import site
 import sys
 import sysconfig
 import textwrap
+import threading
 import types
 from collections.abc import Callable
 from typing import Any
 
 from nbflow._core.hashing.encoder import digest_bytes
+from nbflow._core.threads import renew_after_fork
 
 __all__ = ["class_hash", "source_hash"]
 
@@ -35,6 +37,12 @@ _CLASS_NOISE = frozenset(
     {"__module__", "__qualname__", "__firstlineno__", "__static_attributes__", "__slotnames__", "__dict__", "__weakref__"}
 )
 _MAX_CODE_CACHE = 20_000
+# One ast.parse at a time: before 3.11.8 and 3.12.2, CPython kept the AST constructor's recursion depth
+# in interpreter-wide state, so two threads parsing at once (the GIL can switch during a garbage
+# collection inside the parse) failed with "SystemError: AST constructor recursion depth mismatch"
+# (CPython gh-106905). Two task runs of a task not hashed yet, on pool threads, do parse at once.
+_parse_lock = threading.Lock()
+renew_after_fork(globals(), "_parse_lock")  # a fork while another thread parses
 
 
 def _h(data: bytes) -> bytes:
@@ -135,7 +143,8 @@ def _source_text(code: types.CodeType) -> str | None:
         return None
     text = textwrap.dedent(text)
     try:
-        tree = ast.parse(text)
+        with _parse_lock:
+            tree = ast.parse(text)
     except SyntaxError:  # a lambda inside a larger expression: keep the lines as they are
         return text
     node = tree.body[0] if tree.body else None
