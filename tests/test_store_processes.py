@@ -246,6 +246,27 @@ def test_a_live_run_is_left_alone_and_a_reused_pid_or_a_silent_host_is_crashed(t
         proc.wait()
 
 
+@pytest.mark.skipif(not hasattr(time, "CLOCK_BOOTTIME"), reason="Linux: start times are counted from boot")
+def test_start_times_are_reckoned_from_the_boot_time_of_the_moment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The wall clock is set (NTP, a laptop's resume, a VM restored from a snapshot) while the time since
+    # boot runs on: the boot time in wall-clock terms moves. A process that kept the boot time it first
+    # computed (a kernel open for days; pytest, minutes into the suite) took a run that a process started
+    # after the move recorded for a reused pid: Crashed while it ran.
+    import os
+    import types
+
+    from nbflow._services.store import processes
+
+    before = processes.own_start_time()
+    assert before is not None and processes.is_alive(os.getpid(), before)  # a boot time computed here
+    real = time.time
+    monkeypatch.setattr(processes, "time", types.SimpleNamespace(
+        time=lambda: real() + 30, clock_gettime=time.clock_gettime, CLOCK_BOOTTIME=time.CLOCK_BOOTTIME))
+    after = processes.own_start_time()  # what a run recorded now carries
+    assert after is not None and abs(after - (before + 30)) < 0.5
+    assert processes.is_alive(os.getpid(), after)  # and a check now agrees with it
+
+
 def test_a_running_flow_records_a_heartbeat(tmp_path: Path) -> None:
     home = tmp_path / "home"
 

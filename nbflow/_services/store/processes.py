@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+import time
 
 __all__ = ["start_time", "own_start_time", "is_alive", "START_TOLERANCE_S"]
 
@@ -11,9 +11,18 @@ __all__ = ["start_time", "own_start_time", "is_alive", "START_TOLERANCE_S"]
 START_TOLERANCE_S = 1.0
 
 
-@lru_cache(maxsize=1)
 def _boot_time() -> float | None:
-    try:
+    """When the machine booted, in wall-clock (epoch) seconds, as of now.
+
+    Never cached: it moves whenever the wall clock is set (NTP, a laptop's resume, a VM restored from a
+    snapshot) while the time since boot does not. The process that records its start time and the one
+    that checks it later each compute it at that moment; a value one of them kept from long before
+    would differ by every correction since, and a live run would be taken for a reused pid (Crashed).
+    """
+    clock = getattr(time, "CLOCK_BOOTTIME", None)  # Linux: the clock /proc/<pid>/stat's starttime counts
+    if clock is not None:
+        return time.time() - time.clock_gettime(clock)
+    try:  # /proc/stat's btime is the same, in whole seconds
         with open("/proc/stat", "rb") as fh:
             for line in fh:
                 if line.startswith(b"btime "):
@@ -23,11 +32,9 @@ def _boot_time() -> float | None:
     return None
 
 
-def _proc_stat(pid: int) -> tuple[bytes, float] | None:
-    """(state letter, start time) from ``/proc/<pid>/stat`` (Linux): cheap, no import. None: no such pid."""
-    boot = _boot_time()
-    if boot is None:
-        return None
+def _since_boot(pid: int) -> tuple[bytes, float] | None:
+    """(state letter, seconds after boot it started) from ``/proc/<pid>/stat`` (Linux): cheap, no
+    import. None: no such pid."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             stat = fh.read()
@@ -39,7 +46,14 @@ def _proc_stat(pid: int) -> tuple[bytes, float] | None:
         ticks = int(fields[19])  # field 22 overall: starttime, in clock ticks after boot
     except (IndexError, ValueError):
         return None
-    return fields[0], boot + ticks / os.sysconf("SC_CLK_TCK")
+    return fields[0], ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _proc_stat(pid: int) -> tuple[bytes, float] | None:
+    """(state letter, start time in epoch seconds) of ``pid`` (Linux). None: no such pid."""
+    boot = _boot_time()
+    stat = None if boot is None else _since_boot(pid)
+    return None if stat is None else (stat[0], boot + stat[1])
 
 
 def start_time(pid: int) -> float | None:
@@ -57,16 +71,20 @@ def start_time(pid: int) -> float | None:
         return None
 
 
-_own: tuple[int, float | None] | None = None
+_own: tuple[int, float | None, float | None] | None = None  # (pid, seconds after boot, or else start time)
 
 
 def own_start_time() -> float | None:
-    """This process's start time, computed once per process (and again after a fork)."""
+    """This process's start time, read once per process (and again after a fork); on Linux the time
+    after boot is kept, and the boot time is added at every call (see ``_boot_time``)."""
     global _own  # a per-process fact; keyed by pid so a forked child recomputes it
     pid = os.getpid()
     if _own is None or _own[0] != pid:
-        _own = (pid, start_time(pid))
-    return _own[1]
+        stat = _since_boot(pid) if _HAS_PROC else None
+        _own = (pid, stat[1], None) if stat is not None else (pid, None, start_time(pid))
+    _pid, since_boot, fixed = _own
+    boot = None if since_boot is None else _boot_time()
+    return fixed if since_boot is None or boot is None else boot + since_boot
 
 
 def _pid_exists(pid: int) -> bool:
