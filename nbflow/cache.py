@@ -7,50 +7,24 @@
 12
 
 The same as ``nbflow cache ls / stats / clear`` on the command line.
+
+The public face: the names live in ``nbflow._app.cache``.
 """
 
-from __future__ import annotations
+from nbflow._app.cache import (
+    CacheStats,
+    Entry,
+    clear,
+    entries,
+    parse_duration,
+    stats,
+)
 
-from datetime import timedelta
-from typing import Any
-
-from nbflow._core.durations import parse_duration
-from nbflow._services.cache.disk import CacheStats, Entry, ResultDisk
-
-__all__ = ["CacheStats", "Entry", "clear", "entries", "parse_duration", "stats"]
-
-
-
-def entries(task: str | None = None) -> list[Entry]:
-    """Every persisted result (of ``task``, by task name), oldest first."""
-    return list(_disk().entries(task))
-
-
-def stats() -> CacheStats:
-    """Entries, bytes on disk and per-task totals of the result cache."""
-    from nbflow._engine.runtime import get_runtime
-
-    return _disk().stats(get_runtime().clock.now())
-
-
-def clear(task: str | None = None, older_than: timedelta | float | str | None = None) -> int:
-    """Delete persisted results; returns how many. ``older_than``: a timedelta, seconds, or "7d"."""
-    from nbflow._engine.runtime import get_runtime
-
-    cutoff = None
-    if older_than is not None:
-        cutoff = get_runtime().clock.now() - parse_duration(older_than)
-    return _disk().clear(task, cutoff)
-
-
-def _disk() -> ResultDisk:
-    """The current runtime's cache folder, its queued writes flushed first."""
-    from nbflow._engine.runtime import get_runtime
-
-    runtime = get_runtime()
-    cache: Any = runtime.cache
-    if cache is not None:
-        cache.flush(timeout=30)
-        return cache.disk
-    settings = runtime.settings
-    return ResultDisk(settings.home / "cache", settings.cache_size_limit)
+__all__ = [
+    "CacheStats",
+    "Entry",
+    "clear",
+    "entries",
+    "parse_duration",
+    "stats",
+]

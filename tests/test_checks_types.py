@@ -1,4 +1,5 @@
-"""mypy (strict, configured in pyproject.toml) finds nothing in the modules it lists: the pure core and the engine."""
+"""mypy (strict, configured in pyproject.toml) finds nothing in the modules it lists: the pure core, the
+engine and the composition root, whole, and the public faces."""
 
 from __future__ import annotations
 
@@ -13,12 +14,22 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _listed() -> list[str]:
-    return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]["files"]
+    """The listed files, with each listed folder (a whole layer) expanded to its modules."""
+    files = []
+    for entry in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]["files"]:
+        path = ROOT / entry
+        files += sorted(str(p.relative_to(ROOT)) for p in path.rglob("*.py")) if path.is_dir() else [entry]
+    return files
 
 
 def test_every_listed_module_exists():
     missing = [f for f in _listed() if not (ROOT / f).is_file()]
     assert not missing, f"[tool.mypy] files lists modules that do not exist: {missing}"
+
+
+def test_the_core_the_engine_and_the_composition_root_are_checked_whole():
+    listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]["files"]
+    assert {"nbflow/_core", "nbflow/_engine", "nbflow/_app"} <= set(listed)
 
 
 @pytest.mark.slow  # 5 s and more cold (the first run fills .mypy_cache), 1 s after

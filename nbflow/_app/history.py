@@ -35,11 +35,11 @@ _readers: dict[str, Store] = {}
 def current_store() -> Store:
     """The current runtime's store, or (store turned off) a reader of the same home folder."""
     from nbflow._engine.runtime import get_runtime
+    from nbflow._services.store.service import Store
 
     runtime = get_runtime()
-    if runtime.store is not None:
-        return runtime.store  # type: ignore[no-any-return]
-    from nbflow._services.store.service import Store
+    if isinstance(runtime.store, Store):
+        return runtime.store
 
     home = str(runtime.settings.home)
     if home not in _readers:
@@ -203,7 +203,7 @@ def prune(older_than: timedelta | float | str) -> int:
     store = current_store()
     total = 0
     while True:  # in chunks, so other processes never wait long for the write lock
-        deleted = store.write(lambda c: _prune.delete_flow_runs(c, _prune.old_flow_runs(c, before)))
+        deleted = int(store.write(lambda c: _prune.delete_flow_runs(c, _prune.old_flow_runs(c, before))))
         total += deleted
         if not deleted:
             return total

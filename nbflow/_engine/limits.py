@@ -96,8 +96,8 @@ def current_holder() -> str:
     """Who holds a slot, for ``nbflow concurrency-limit inspect``: the run, else the thread."""
     ctx = current.get()
     if ctx.__class__ is TaskRunContext:
-        flow_run = ctx.flow_context.flow_run  # type: ignore[union-attr]
-        return f"task run {ctx.task_run.name!r} of flow run {flow_run.name!r}"  # type: ignore[union-attr]
+        flow_run = ctx.flow_context.flow_run
+        return f"task run {ctx.task_run.name!r} of flow run {flow_run.name!r}"
     if ctx.__class__ is FlowRunContext:
-        return f"flow run {ctx.flow_run.name!r}"  # type: ignore[union-attr]
+        return f"flow run {ctx.flow_run.name!r}"
     return f"thread {threading.current_thread().name!r}"
